@@ -1,0 +1,81 @@
+"""Backend registry: ``get("cpu")`` or ``get("cuda")`` returns a module-like
+object that offers the same function names on every device.
+
+The contract (every backend, name for name; arrays are the backend's own:
+NumPy on the CPU, device arrays on CUDA; all float arrays C-contiguous and of
+one dtype, float32 in production, float64 in gradient checks; ids int32):
+
+Cells: ``backend.cells[name]`` for name in ``rnn``, ``lstm``, ``gru`` is a module with
+    G                        gates per cell (1, 4, 3)
+    alloc(T, B, I, H, dtype) -> ws        workspace (NamedTuple of arrays), reused across windows;
+                                          ws.hs is (T, B, H): the layer's outputs; ws.cs (T, B, H) for lstm
+    forward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, relu=False)
+        x (T, B, I), h0/c0 (B, H) (c0 ignored but passed for rnn/gru), weights as PyTorch:
+        w_ih (G*H, I), w_hh (G*H, H), b_ih/b_hh (G*H,). Fills ws.hs (and ws.cs, and whatever
+        backward needs). The final state is ws.hs[T-1] (and ws.cs[T-1]).
+    backward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dhs, dhT, dcT,
+             dw_ih, dw_hh, db_ih, db_hh, dx, dh0, dc0, relu=False)
+        after forward on the same ws and inputs. dhs (T, B, H) dLoss/dhs (read only);
+        dhT, dcT (B, H) dLoss/d(final state) (zeros when the window's end state is not used).
+        Overwrites (never accumulates) dw_*, db_*, dx (T, B, I), dh0, dc0 (B, H).
+Layers around the cells:
+    embed_forward(out (T, B, E), ids (T, B), weight (V, E))
+    embed_backward(dweight (V, E), ids (T, B), dout (T, B, E))      overwrites dweight
+    onehot(out (T, B, V), ids (T, B))
+    linear_forward(out (N, O), x (N, I), w (O, I), b (O,))
+    linear_backward(dx (N, I) | None, dw (O, I), db (O,), dout (N, O), x (N, I), w (O, I))   overwrites
+    xent(logits (N, V), targets (N,), dlogits (N, V) | None, scale) -> float   sum of -log p[target];
+        when dlogits is given writes scale * (softmax - onehot(target)); dlogits may be logits itself
+Optimizer and gradient utilities (flat 1-D parameter/gradient/state buffers, updated in place):
+    grad_sumsq(g) -> float;  scale_(g, s);  clip_value_(g, c);  all_finite(g) -> bool
+    adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step)
+    sgd_step(p, g, buf, lr, momentum, weight_decay, step)
+    rmsprop_step(p, g, sq, buf, lr, alpha, eps, momentum, weight_decay, step)
+Transfers: to_device(np_array), to_host(array), zeros(shape, dtype), empty(shape, dtype).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import UsageError
+
+_MODULES = {"cpu": "charlm.backends.cpu", "cuda": "charlm.backends.cuda"}
+
+
+def get(name: str):
+    """Return the backend module for ``name`` (``cpu`` or ``cuda``)."""
+    if name not in _MODULES:
+        raise UsageError(f"unknown device {name!r}: choose cpu, cuda or auto")
+    return importlib.import_module(_MODULES[name])
+
+
+def resolve_device(device: str, notice=None) -> str:
+    """Map ``auto`` to ``cuda`` when a GPU is usable, else ``cpu`` (with a notice)."""
+    if device == "cpu":
+        return "cpu"
+    ok, why = _cuda_usable()
+    if device == "cuda":
+        if not ok:
+            raise UsageError(f"--device cuda: no usable GPU ({why}). Use --device cpu, or --device auto.")
+        return "cuda"
+    if device == "auto":
+        if ok:
+            return "cuda"
+        if notice:
+            notice(f"no usable GPU ({why}); using the CPU")
+        return "cpu"
+    raise UsageError(f"unknown device {device!r}: choose cpu, cuda or auto")
+
+
+def _cuda_usable() -> tuple[bool, str]:
+    try:
+        from numba import cuda
+    except Exception as e:  # numba-cuda missing or broken
+        return False, f"numba-cuda not importable: {e}"
+    try:
+        if cuda.is_available():
+            return True, ""
+        return False, "cuda.is_available() is False; install the 'cuda' extra on a machine with an NVIDIA GPU"
+    except Exception as e:
+        return False, str(e)

@@ -1,0 +1,24 @@
+"""Output conventions shared by every command: results on stdout, notices on stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+
+def notice(msg: str) -> None:
+    """A log line or notice for the user: always stderr, never mixed with results."""
+    click.echo(msg, err=True)
+
+
+def emit_json(obj) -> None:
+    """``--json`` output: exactly one JSON object on stdout."""
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def stdout_text():
+    """A text stream on stdout that writes UTF-8 whatever the locale or pipe."""
+    return open(sys.stdout.fileno(), "w", encoding="utf-8", errors="strict", closefd=False,
+                buffering=1)
