@@ -1,0 +1,298 @@
+"""Corpus -> compact id arrays -> train/val split -> (T, B) windows for truncated BPTT.
+
+Reading text (files, directories, stdin, named corpora) lives in ``charlm.sources``;
+``read_sources`` and ``Corpus`` are re-exported here.
+
+Encoded corpora use the smallest unsigned dtype for the vocabulary (uint8 / uint16 /
+uint32). ``encode_to_file`` streams the sources twice (count, then encode) and writes a
+``.npy`` file chunk by chunk, then returns it memory-mapped, so a corpus of any size
+needs only a few chunks of memory.
+
+Batching (``Streams``): the ids are cut into B contiguous streams of ``stream_len``
+characters; window k of an epoch holds characters ``[k*T, (k+1)*T)`` of every stream
+(plus that stream's offset), so window k+1 continues window k with no gap and no
+overlap and the hidden state can be carried across. Targets are the inputs shifted by
+one within the stream. Everything is a function of (seed, epoch, k).
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import UsageError
+from .sources import Corpus, expand_sources, iter_text, read_sources, spool_stdin
+from .tokenizer import CharTokenizer, add_counts, count_symbols, select_symbols, symbol_repr
+
+__all__ = ["Corpus", "read_sources", "ids_dtype", "encode_corpus", "count_sources", "encode_to_file",
+           "load_ids", "split_ids", "Streams", "eval_windows", "fit_shape", "vocab_stats"]
+
+ENCODE_CHARS = 1 << 22  # characters encoded per step in memory
+
+
+def ids_dtype(vocab_size: int) -> np.dtype:
+    """Smallest unsigned dtype that holds every id of a vocabulary."""
+    if vocab_size <= 1 << 8:
+        return np.dtype(np.uint8)
+    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+
+
+def encode_corpus(text: str, tokenizer: CharTokenizer, *, unknown: str | None = None) -> np.ndarray:
+    """Ids of ``text`` (a str or a ``Corpus``) in the compact dtype (N,), encoded in slices."""
+    text = text if isinstance(text, str) else getattr(text, "text", text)
+    if not isinstance(text, str):
+        raise UsageError(f"encode_corpus needs a str, got {type(text).__name__}")
+    if tokenizer.normalize:
+        text = unicodedata.normalize("NFC", text)
+    dtype = ids_dtype(len(tokenizer))
+    parts = [tokenizer.encode_normalized(text[i:i + ENCODE_CHARS], unknown=unknown).astype(dtype)
+             for i in range(0, len(text), ENCODE_CHARS)]
+    ids = np.concatenate(parts) if parts else np.zeros(0, dtype)
+    if ids.size == 0:
+        raise UsageError("the corpus encodes to no ids at all (every character is unknown): "
+                         "use --unknown replace, or a tokenizer built from this text")
+    return ids
+
+
+def _read_opts(encoding, errors, glob, stdin, notice):
+    return {"encoding": encoding, "errors": errors, "glob": glob, "stdin": stdin, "notice": notice}
+
+
+def count_sources(sources, *, level: str = "char", normalize: str | None = None, encoding: str = "utf-8",
+                  errors: str = "strict", glob: str = "**/*", stdin=None, notice=None,
+                  _expanded=None) -> tuple[np.ndarray, list[str]]:
+    """Dense symbol counts (S,) of a streamed corpus, and the labels of the sources read."""
+    names: list[str] = []
+    counts = None
+    for chunk in iter_text(sources, nfc_safe=bool(normalize), names=names, _expanded=_expanded,
+                           **_read_opts(encoding, errors, glob, stdin, notice)):
+        if normalize:
+            chunk = unicodedata.normalize("NFC", chunk)
+        counts = add_counts(counts, count_symbols(chunk, level))
+    return counts, names
+
+
+def _npy_header(dtype: np.dtype, n: int) -> bytes:
+    """A version 1.0 .npy header padded to 128 bytes, so it can be rewritten in place."""
+    d = f"{{'descr': '{dtype.str}', 'fortran_order': False, 'shape': ({n},), }}"
+    head = np.lib.format.magic(1, 0) + (128 - 10).to_bytes(2, "little")
+    return head + (d + " " * (128 - 10 - len(d) - 1) + "\n").encode("latin1")
+
+
+def encode_to_file(sources, path, *, tokenizer: CharTokenizer | None = None, level: str = "char",
+                   normalize: str | None = None, min_count: int = 1, max_vocab: int | None = None,
+                   unknown: str = "error", encoding: str = "utf-8", errors: str = "strict",
+                   glob: str = "**/*", stdin=None, notice=None,
+                   names: list | None = None) -> tuple[np.ndarray, CharTokenizer]:
+    """Encode sources into a ``.npy`` file at ``path``; return (read-only memmap (N,), tokenizer).
+
+    Builds the tokenizer in a first streamed pass unless one is given (stdin is spooled
+    to a temporary file so it can be read twice). Peak memory is a few chunks, whatever
+    the corpus size. ``names``, if given, receives the label of each source read.
+    """
+    opts = _read_opts(encoding, errors, glob, stdin, notice)
+    expanded = expand_sources(sources, glob=glob, encoding=encoding, stdin=stdin, notice=notice)
+    temps = spool_stdin(expanded) if tokenizer is None else []
+    try:
+        if tokenizer is None:
+            counts, _ = count_sources(None, level=level, normalize=normalize, _expanded=expanded, **opts)
+            tokenizer = CharTokenizer.from_counts(counts, level=level, normalize=normalize,
+                                                  min_count=min_count, max_vocab=max_vocab, unknown=unknown)
+        dtype = ids_dtype(len(tokenizer))
+        path = Path(path)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        n = 0
+        with open(tmp, "wb") as f:
+            f.write(_npy_header(dtype, 0))
+            for chunk in iter_text(None, nfc_safe=bool(tokenizer.normalize), _expanded=expanded,
+                                   names=names, **opts):
+                if tokenizer.normalize:
+                    chunk = unicodedata.normalize("NFC", chunk)
+                ids = tokenizer.encode_normalized(chunk).astype(dtype)
+                f.write(memoryview(ids))
+                n += ids.size
+            f.seek(0)
+            f.write(_npy_header(dtype, n))
+        if n == 0:
+            tmp.unlink()
+            raise UsageError("the corpus encodes to no ids at all (every character is unknown)")
+        os.replace(tmp, path)
+    finally:
+        for t in temps:
+            t.close()
+    return np.load(path, mmap_mode="r", allow_pickle=False), tokenizer
+
+
+def load_ids(sources, *, out=None, tokenizer: CharTokenizer | None = None, level: str = "char",
+             normalize: str | None = None, min_count: int = 1, max_vocab: int | None = None,
+             unknown: str = "error", encoding: str = "utf-8", errors: str = "strict", glob: str = "**/*",
+             stdin=None, notice=None) -> tuple[np.ndarray, CharTokenizer, list[str]]:
+    """(ids (N,), tokenizer, source labels): in memory, or memory-mapped at ``out`` if given."""
+    tok_opts = {"level": level, "normalize": normalize, "min_count": min_count, "max_vocab": max_vocab,
+                "unknown": unknown}
+    if out is not None:
+        names: list[str] = []
+        ids, tok = encode_to_file(sources, out, tokenizer=tokenizer, names=names, **tok_opts,
+                                  **_read_opts(encoding, errors, glob, stdin, notice))
+        return ids, tok, names
+    corpus = read_sources(sources, **_read_opts(encoding, errors, glob, stdin, notice))
+    tok = tokenizer or CharTokenizer.from_text(corpus.text, **tok_opts)
+    return encode_corpus(corpus.text, tok), tok, corpus.names
+
+
+def split_ids(ids: np.ndarray, val_frac: float = 0.1, test_frac: float = 0.0):
+    """(train, val, test) contiguous views: train first, then validation, then test at the end."""
+    if not (0.0 <= val_frac < 1.0 and 0.0 <= test_frac < 1.0 and val_frac + test_frac < 1.0):
+        raise UsageError("--val-frac and --test-frac must be in [0, 1) and sum to less than 1")
+    n = len(ids)
+    n_val, n_test = int(n * val_frac), int(n * test_frac)
+    n_train = n - n_val - n_test
+    if n_train < 2:
+        raise UsageError(f"the corpus has {n} characters: too few to keep a training split; "
+                         "lower --val-frac or give more text")
+    return ids[:n_train], ids[n_train:n_train + n_val], ids[n_train + n_val:]
+
+
+def fit_shape(n: int, batch_size: int, seq_len: int) -> tuple[int, int]:
+    """Shrink (B, T) to fit ``n`` characters: halve B down to 1, then cut T to what is left.
+
+    Returns the inputs unchanged when they fit (``n >= B*T + 1``).
+    """
+    if n < 2:
+        raise UsageError(f"the corpus has {n} character(s): at least 2 are needed to predict anything")
+    b, t = max(1, int(batch_size)), max(1, int(seq_len))
+    while b > 1 and b * t + 1 > n:
+        b //= 2
+    if b * t + 1 > n:
+        t = (n - 1) // b
+    return b, t
+
+
+class Streams:
+    """B contiguous parallel streams over ``data`` (N,), served as (T, B) windows.
+
+    ``stream_len = (N - 1) // B``; stream b starts at ``b * stream_len + offset_b``.
+    ``windows_per_epoch = stream_len // T`` (with ``shuffle_offsets``,
+    ``(stream_len - T + 1) // T`` but at least 1, so the offsets can span a whole window).
+    Offsets are 0, or with ``shuffle_offsets`` drawn per stream and epoch from
+    ``np.random.default_rng((seed, epoch))`` in ``[0, stream_len - windows*T]``.
+    Needs ``N >= B*T + 1``.
+    """
+
+    def __init__(self, data: np.ndarray, batch_size: int, seq_len: int, *, seed: int = 0,
+                 shuffle_offsets: bool = False):
+        if np.ndim(data) != 1:
+            raise UsageError("Streams needs a 1-D array of ids")
+        if batch_size < 1 or seq_len < 1:
+            raise UsageError("--batch-size and --seq-len must be >= 1")
+        if seed < 0:
+            raise UsageError("--seed must be >= 0")
+        n, b, t = len(data), int(batch_size), int(seq_len)
+        if n < b * t + 1:
+            raise UsageError(f"the text has {n} characters, too few for one window of --batch-size {b} "
+                             f"x --seq-len {t}: it needs at least {b * t + 1}. Use a smaller --batch-size "
+                             "or --seq-len, or more text")
+        self.data = data  # (N,)
+        self.batch_size, self.seq_len, self.seed = b, t, int(seed)
+        self.shuffle_offsets = bool(shuffle_offsets)
+        self.stream_len = (n - 1) // b
+        w = self.stream_len // t
+        if shuffle_offsets:
+            w = max(1, (self.stream_len - t + 1) // t)
+        self.windows_per_epoch = w
+        self.slack = self.stream_len - w * t
+        self._base = np.arange(b, dtype=np.int64) * self.stream_len  # (B,)
+        self._steps = np.arange(t, dtype=np.int64)[:, None]  # (T, 1)
+        self._cached = (None, self._base)
+
+    def __len__(self) -> int:
+        return self.windows_per_epoch
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return self.windows_per_epoch * self.seq_len * self.batch_size
+
+    def offsets(self, epoch: int) -> np.ndarray:
+        """Index of each stream's first input character in this epoch: int64 (B,)."""
+        if not self.shuffle_offsets or self.slack == 0:
+            return self._base
+        if self._cached[0] != epoch:
+            rng = np.random.default_rng((self.seed, int(epoch)))
+            self._cached = (epoch, self._base + rng.integers(0, self.slack + 1, size=self.batch_size))
+        return self._cached[1]
+
+    def window(self, epoch: int, k: int, out: tuple[np.ndarray, np.ndarray] | None = None):
+        """(x, y) for window ``k`` of ``epoch``: int32 (T, B) each, C-contiguous; y[t] = x[t+1]'s
+        character, i.e. the next character of the same stream."""
+        if not 0 <= k < self.windows_per_epoch:
+            raise IndexError(f"window {k} out of range: an epoch has {self.windows_per_epoch} windows")
+        idx = self.offsets(epoch)[None, :] + (k * self.seq_len) + self._steps  # (T, B)
+        x, y = out if out is not None else (np.empty(idx.shape, np.int32), np.empty(idx.shape, np.int32))
+        x[...] = self.data[idx]
+        y[...] = self.data[idx + 1]
+        return x, y
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Yield (k, x, y) for k = start .. windows_per_epoch - 1 (resume from ``start``)."""
+        for k in range(start, self.windows_per_epoch):
+            yield (k, *self.window(epoch, k))
+
+
+class EvalWindow(NamedTuple):
+    x: np.ndarray      # (t, b) int32 inputs
+    y: np.ndarray      # (t, b) int32 targets
+    cols: slice        # which of the B carried states these b streams continue
+
+
+def eval_windows(data: np.ndarray, batch_size: int, seq_len: int) -> Iterator[EvalWindow]:
+    """Windows that score every target ``data[1:]`` exactly once, in B parallel streams.
+
+    B = min(batch_size, N - 1) streams of ``L = (N - 1) // B`` characters, in windows of T
+    (the last may be shorter); then, when ``(N - 1) % B`` targets remain, one final window
+    of shape (r, 1) with ``cols = slice(B-1, B)``: it continues the last stream, so pass
+    the state of stream B-1 only. Start every stream from a zero state.
+    """
+    n = len(data)
+    if n < 2:
+        raise UsageError(f"cannot evaluate {n} character(s): at least 2 are needed")
+    b = max(1, min(int(batch_size), n - 1))
+    t, length = max(1, int(seq_len)), (n - 1) // b
+    base = np.arange(b, dtype=np.int64) * length  # (B,)
+    for s in range(0, length, t):
+        idx = base[None, :] + s + np.arange(min(t, length - s), dtype=np.int64)[:, None]  # (t, B)
+        yield EvalWindow(data[idx].astype(np.int32), data[idx + 1].astype(np.int32), slice(0, b))
+    r = (n - 1) - b * length
+    if r:
+        idx = b * length + np.arange(r, dtype=np.int64)[:, None]  # (r, 1)
+        yield EvalWindow(data[idx].astype(np.int32), data[idx + 1].astype(np.int32), slice(b - 1, b))
+
+
+def vocab_stats(counts: np.ndarray, *, level: str = "char", top: int = 10,
+                vocab_cap: int | None = None) -> dict:
+    """Corpus statistics from dense counts (``count_sources``): a JSON-ready dict."""
+    present = np.flatnonzero(counts)
+    total = int(counts.sum())
+    order = present[np.lexsort((present, -counts[present]))]  # most frequent first
+    conv = int if level == "byte" else chr
+
+    def rows(values):
+        return [{"symbol": conv(int(v)), "repr": symbol_repr(conv(int(v))), "count": int(counts[v]),
+                 "fraction": int(counts[v]) / total} for v in values]
+
+    least = present[np.lexsort((present, counts[present]))][:top]  # rarest first
+    stats = {"level": level, "symbols": total, "vocab_size": int(present.size),
+             "most_common": rows(order[:top]), "least_common": rows(least)}
+    if vocab_cap is not None:
+        if vocab_cap < 1:
+            raise UsageError("--vocab-cap must be >= 1")
+        kept = select_symbols(counts, 1, vocab_cap)
+        unknown = total - int(counts[kept].sum())
+        stats["vocab_cap"] = {"cap": int(vocab_cap), "kept_symbols": int(kept.size),
+                              "dropped_symbols": int(present.size - kept.size),
+                              "unknown_symbols": unknown, "unknown_fraction": unknown / total}
+    return stats

@@ -1,0 +1,299 @@
+"""Reading corpus text from files, directories, stdin (``-``) and named corpora.
+
+A source is tried in this order: ``-`` (stdin), an existing path, then a named corpus
+from ``charlm.corpora`` (``charlm vocab stdlib``; parameters as ``copy:size=20000,seed=3``).
+Sources are concatenated as they are, with no separator. Directories are walked
+recursively, files read in sorted order of their relative paths; hidden files and
+directories are skipped, and so are files that look binary (a NUL byte in their first
+8 KiB), with one notice per directory.
+
+Decoding is strict UTF-8 by default: invalid bytes raise ``UsageError`` naming the file
+and the byte offset. Text is streamed in chunks (``iter_text``) so a large corpus is
+never held twice in memory; ``read_sources`` joins the chunks into one string.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import UsageError
+
+CHUNK_BYTES = 1 << 22  # bytes read per step (4 MiB)
+SNIFF_BYTES = 8192
+Notice = Callable[[str], None] | None
+
+
+@dataclass
+class Corpus:
+    """Text of one or more sources; ``names`` labels each file / named corpus read, in order."""
+
+    text: str
+    names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+
+@dataclass
+class _Source:
+    kind: str                 # "file" | "stdin" | "named"
+    label: str                # shown in messages and Corpus.names
+    path: Path | None = None
+    stream: object = None     # binary stream for stdin
+    text: str | None = None   # named corpora, loaded once
+
+
+def glob_regex(pattern: str) -> re.Pattern:
+    """``--glob`` as a regex over '/'-separated paths relative to a directory.
+
+    ``**/`` matches any number of directories; a pattern without '/' matches the file
+    name at any depth (``*.py`` finds every Python file).
+    """
+    if "/" not in pattern:
+        pattern = "**/" + pattern
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2:]:
+            j = pattern.index("]", i + 2)
+            body = pattern[i + 1:j]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
+            i = j + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    try:
+        return "\x00a".encode(encoding) == b"\x00a"
+    except (UnicodeError, LookupError):
+        return False
+
+
+def _check_codec(encoding: str, errors: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise UsageError(f"unknown --encoding {encoding!r}: use a Python codec name such as utf-8 or latin-1") \
+            from None
+    try:
+        codecs.lookup_error(errors)
+    except LookupError:
+        raise UsageError(f"unknown --errors {errors!r}: use strict or replace") from None
+
+
+def _walk(root: Path, glob: str, notice: Notice, nul_check: bool) -> list[_Source]:
+    rx = glob_regex(glob)
+    found, hidden, binary = [], 0, []
+    for dirpath, dirnames, filenames in os.walk(root):
+        hidden += sum(d.startswith(".") for d in dirnames)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                hidden += 1
+                continue
+            path = Path(dirpath, name)
+            if not rx.match(path.relative_to(root).as_posix()) or not path.is_file():
+                continue
+            try:
+                with open(path, "rb") as f:
+                    head = f.read(SNIFF_BYTES)
+            except OSError as e:
+                raise UsageError(f"cannot read {path}: {e.strerror}; fix its permissions or exclude it "
+                                 "with --glob") from None
+            if not head:
+                continue  # empty files in a directory add nothing
+            if nul_check and b"\x00" in head:
+                binary.append(path)
+                continue
+            found.append((path.relative_to(root).as_posix(), _Source("file", str(path), path)))
+    if notice and (hidden or binary):
+        shown = ", ".join(str(p.relative_to(root)) for p in binary[:5]) + (", ..." if len(binary) > 5 else "")
+        notice(f"{root}: skipped {hidden} hidden entries and {len(binary)} binary-looking files"
+               + (f" ({shown})" if binary else ""))
+    if not found:
+        raise UsageError(f"directory {root} has no text files matching --glob {glob!r} "
+                         f"(skipped {hidden} hidden, {len(binary)} binary-looking, empty files ignored): "
+                         "point at text files or change --glob")
+    return [src for _, src in sorted(found, key=lambda item: item[0])]
+
+
+def expand_sources(sources, *, glob: str = "**/*", encoding: str = "utf-8", stdin=None,
+                   notice: Notice = None) -> list[_Source]:
+    """Resolve source strings into files / stdin / named corpora (errors for missing ones)."""
+    from . import corpora
+
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    if not sources:
+        raise UsageError("no corpus given: pass text files, directories, - for stdin, or a named corpus ("
+                         + ", ".join(corpora.names()) + ")")
+    nul_check = _ascii_compatible(encoding)
+    out = []
+    for src in sources:
+        s = os.fspath(src)
+        path = Path(s)
+        if s == "-":
+            out.append(_Source("stdin", "<stdin>", stream=stdin if stdin is not None else sys.stdin.buffer))
+        elif path.is_dir():
+            out.extend(_walk(path, glob, notice, nul_check))
+        elif path.exists():
+            out.append(_Source("file", s, path))
+        elif corpora.is_named(s):
+            out.append(_Source("named", f"corpus:{s}"))
+        else:
+            raise UsageError(f"no such file, directory or named corpus: {s!r}. Named corpora: "
+                             + ", ".join(corpora.names()))
+    return out
+
+
+def _decode_stream(read, label: str, encoding: str, errors: str, nul_check: bool, empty_msg: str):
+    """Yield decoded chunks of a binary stream, with byte offsets in every error."""
+    dec = codecs.getincrementaldecoder(encoding)(errors)
+    fed = 0
+    while True:
+        block = read(CHUNK_BYTES)
+        if not block and fed == 0:
+            raise UsageError(empty_msg)
+        if nul_check and (i := block.find(b"\x00")) >= 0:
+            raise UsageError(f"{label} looks binary (NUL byte at byte offset {fed + i}): charlm reads text; "
+                             "pass text files, or --encoding if it is UTF-16/32 text")
+        try:
+            pending = len(dec.getstate()[0])
+        except Exception:  # a decoder without byte state
+            pending = 0
+        try:
+            text = dec.decode(block, final=not block)
+        except UnicodeDecodeError as e:
+            off = fed - pending + e.start
+            raise UsageError(f"{label}: invalid {encoding} at byte offset {off} ({e.reason}). Fix: pass the "
+                             "file's real --encoding (e.g. --encoding latin-1), or --errors replace to "
+                             "substitute U+FFFD for bad bytes") from None
+        fed += len(block)
+        if text:
+            yield text
+        if not block:
+            return
+
+
+def _source_chunks(src: _Source, encoding: str, errors: str, nul_check: bool, notice: Notice):
+    if src.kind == "named":
+        from . import corpora
+
+        if src.text is None:
+            src.text = corpora.get(src.label.removeprefix("corpus:"), notice=notice)
+        step = CHUNK_BYTES
+        for i in range(0, len(src.text), step):
+            yield src.text[i:i + step]
+    elif src.kind == "stdin":
+        yield from _decode_stream(src.stream.read, "<stdin>", encoding, errors, nul_check,
+                                  "stdin is empty: pipe text in, e.g. `cat book.txt | charlm train -`")
+    else:
+        try:
+            f = open(src.path, "rb")
+        except OSError as e:
+            raise UsageError(f"cannot read {src.label}: {e.strerror}") from None
+        with f:
+            yield from _decode_stream(f.read, src.label, encoding, errors, nul_check,
+                                      f"{src.label} is empty: give a file with text in it")
+
+
+def _nfc_safe(chunks: Iterator[str]) -> Iterator[str]:
+    """Re-cut chunks before a space or newline, where NFC never joins neighbours."""
+    carry = ""
+    for chunk in chunks:
+        chunk = carry + chunk
+        cut = max(chunk.rfind("\n"), chunk.rfind(" "))
+        if cut <= 0:
+            carry = chunk
+            continue
+        carry = chunk[cut:]
+        yield chunk[:cut]
+    if carry:
+        yield carry
+
+
+def iter_text(sources, *, encoding: str = "utf-8", errors: str = "strict", glob: str = "**/*",
+              stdin=None, notice: Notice = None, nfc_safe: bool = False, names: list | None = None,
+              _expanded: list | None = None) -> Iterator[str]:
+    """Stream the corpus as text chunks; appends each source's label to ``names`` if given.
+
+    Raises UsageError at the end if the whole corpus is whitespace. ``nfc_safe`` cuts
+    chunks only where NFC normalization of the pieces equals that of the whole.
+    """
+    _check_codec(encoding, errors)
+    expanded = _expanded if _expanded is not None else expand_sources(
+        sources, glob=glob, encoding=encoding, stdin=stdin, notice=notice)
+    nul_check = _ascii_compatible(encoding)
+
+    def chunks():
+        for src in expanded:
+            if names is not None:
+                names.append(src.label)
+            yield from _source_chunks(src, encoding, errors, nul_check, notice)
+
+    seen_text = False
+    for chunk in (_nfc_safe(chunks()) if nfc_safe else chunks()):
+        seen_text = seen_text or not chunk.isspace()
+        yield chunk
+    if not seen_text:
+        raise UsageError("the corpus contains only whitespace: give it some text")
+
+
+def read_sources(sources, *, encoding: str = "utf-8", errors: str = "strict", glob: str = "**/*",
+                 stdin=None, notice: Notice = None) -> Corpus:
+    """Read every source into one string (see the module docstring for the rules)."""
+    names: list[str] = []
+    text = "".join(iter_text(sources, encoding=encoding, errors=errors, glob=glob, stdin=stdin,
+                             notice=notice, names=names))
+    return Corpus(text, names)
+
+
+def spool_stdin(expanded: list[_Source]) -> list:
+    """Copy stdin to a temporary file so the sources can be read twice; returns the temp files."""
+    temps = []
+    for src in expanded:
+        if src.kind == "stdin":
+            tmp = tempfile.TemporaryFile()
+            while block := src.stream.read(CHUNK_BYTES):
+                tmp.write(block)
+            tmp.seek(0)
+            temps.append(tmp)
+            src.stream = _Rewind(tmp)
+    return temps
+
+
+class _Rewind:
+    """A read() that starts from the beginning of the spooled file on every pass."""
+
+    def __init__(self, f):
+        self._f, self._pos_reset = f, True
+
+    def read(self, n):
+        if self._pos_reset:
+            self._f.seek(0)
+            self._pos_reset = False
+        block = self._f.read(n)
+        if not block:
+            self._pos_reset = True
+        return block
