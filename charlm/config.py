@@ -39,6 +39,28 @@ class _DictMixin:
 
 
 @dataclass(frozen=True)
+class DataConfig(_DictMixin):
+    """Where the text comes from and how it becomes ids."""
+
+    sources: tuple[str, ...] = ()
+    encoding: str = "utf-8"
+    errors: str = "strict"        # strict | replace
+    glob: str | None = None       # file pattern inside directories
+    level: str = "char"           # char | byte
+    normalize: str | None = None  # None | NFC
+    vocab_cap: int = 0            # 0 = no cap
+    unknown: str = "error"        # what to do with symbols beyond the cap: error | replace
+
+    def __post_init__(self):
+        object.__setattr__(self, "sources", tuple(self.sources))
+        _check(self.errors in ("strict", "replace"), "--errors must be strict or replace")
+        _check(self.level in ("char", "byte"), "--level must be char or byte")
+        _check(self.normalize in (None, "NFC"), "--normalize must be NFC (or omitted)")
+        _check(self.vocab_cap >= 0, "--vocab-cap must be >= 0 (0 = no cap)")
+        _check(self.unknown in ("error", "replace"), "--unknown must be error or replace")
+
+
+@dataclass(frozen=True)
 class ModelConfig(_DictMixin):
     """Shape of a character LM: embedding -> L recurrent layers -> linear head."""
 
@@ -113,7 +135,8 @@ class TrainConfig(_DictMixin):
         _check(self.weight_decay >= 0, "--weight-decay must be >= 0")
         _check(0.0 <= self.momentum < 1.0, "--momentum must be in [0, 1)")
         _check(self.clip_norm >= 0 and self.clip_value >= 0, "--clip-norm and --clip-value must be >= 0 (0 = off)")
-        _check(self.lr_schedule in SCHEDULES, f"unknown --lr-schedule {self.lr_schedule!r}: choose {', '.join(SCHEDULES)}")
+        _check(self.lr_schedule in SCHEDULES,
+               f"unknown --lr-schedule {self.lr_schedule!r}: choose {', '.join(SCHEDULES)}")
         _check(self.warmup_steps >= 0, "--warmup-steps must be >= 0")
         _check(self.lr_step_size >= 1 and self.lr_gamma > 0, "--lr-step-size must be >= 1 and --lr-gamma > 0")
         _check(self.max_steps >= 0 and self.max_epochs >= 0 and self.max_time >= 0, "budgets must be >= 0")

@@ -31,7 +31,8 @@ Optimizer and gradient utilities (flat 1-D parameter/gradient/state buffers, upd
     adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step)
     sgd_step(p, g, buf, lr, momentum, weight_decay, step)
     rmsprop_step(p, g, sq, buf, lr, alpha, eps, momentum, weight_decay, step)
-Transfers: to_device(np_array), to_host(array), zeros(shape, dtype), empty(shape, dtype).
+Transfers and helpers: to_device(np_array), to_host(array), zeros(shape, dtype), empty(shape, dtype),
+    mul(out, a, b) (elementwise, for dropout).
 """
 
 from __future__ import annotations

@@ -56,3 +56,8 @@ def zeros(shape, dtype=np.float32):
 
 def empty(shape, dtype=np.float32):
     return np.empty(shape, dtype=dtype)
+
+
+def mul(out, a, b):
+    """out = a * b elementwise."""
+    np.multiply(a, b, out=out)

@@ -1,0 +1,153 @@
+"""GRU cell over a window of T steps on the device: forward and truncated-BPTT backward.
+
+Equations and gate order exactly as the CPU cell (PyTorch nn.GRU, gates r, z, n):
+    r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)    z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn))  h_t = (1 - z) * n + z * h_{t-1}
+The hidden part of n sits inside r *, so the hidden projection goes to its own buffer ``hw``
+and backward keeps both pre-activation gradients: input side (in ``gates``) and hidden side
+(``dgh``, with dn * r).
+
+Launches, as for the LSTM (see ``lstm``'s docstring for the per-step-launch choice and the
+persistent-kernel alternative): one GEMM X W_ih^T for the window; per step the GEMM
+hw = h[t] W_hh^T and one fused gate kernel. Backward per step: one fused kernel (which also
+leaves z * dh_t in dh), then the accumulating GEMM dh += dgh_t W_hh; then the window GEMMs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import cuda
+
+from ...errors import CharlmError
+from . import launch
+from .elementwise import copy, fill, zeros
+from .gemm import colsum, gemm
+from .launch import f32, jit
+
+G = 3
+_ONE = f32(1.0)
+
+
+class Workspace(NamedTuple):
+    h: object  # (T+1, B, H) h[0] = h0, h[t+1] = h_t
+    hs: object  # (T, B, H) view h[1:]: the layer's outputs
+    gates: object  # (T, B, 3H) input projection, then activated r, z, n; backward: input-side dpre
+    hn: object  # (T, B, H) W_hn h_{t-1} + b_hn (the n gate's hidden part, before r *)
+    hw: object  # (B, 3H) h_{t-1} W_hh^T of the current step
+    dgh: object  # (T, B, 3H) hidden-side dLoss/dpre: dr, dz, dn * r
+    dh: object  # (B, H) dLoss/dh carried backwards
+    fresh: np.ndarray  # (1,) int8 on the host: 1 after forward, 0 after backward (which consumes gates)
+
+
+def alloc(T, B, I, H, dtype=np.float32):
+    """Workspace for windows of T steps, batch B, input size I, hidden size H (I is unused)."""
+    h = zeros((T + 1, B, H), dtype)
+    return Workspace(h=h, hs=h[1:], gates=zeros((T, B, G * H), dtype), hn=zeros((T, B, H), dtype),
+                     hw=zeros((B, G * H), dtype), dgh=zeros((T, B, G * H), dtype), dh=zeros((B, H), dtype),
+                     fresh=np.zeros(1, np.int8))
+
+
+@cuda.jit(device=True)
+def _sigmoid(x):
+    return _ONE / (_ONE + math.exp(-x))
+
+
+@jit
+def _gates_step(
+    g,  # (B, 3H) in: x W_ih^T; out: activated r, z, n
+    hw,  # (B, 3H) h_{t-1} W_hh^T
+    hp,  # (B, H) h_{t-1}
+    ht,  # (B, H) out: h_t
+    hnt,  # (B, H) out: W_hn h_{t-1} + b_hn
+    b_ih,  # (3H,)
+    b_hh,  # (3H,)
+):
+    B, H = ht.shape
+    for idx in range(cuda.grid(1), B * H, cuda.gridsize(1)):
+        b = idx // H
+        j = idx - b * H
+        r = _sigmoid(g[b, j] + b_ih[j] + hw[b, j] + b_hh[j])
+        z = _sigmoid(g[b, H + j] + b_ih[H + j] + hw[b, H + j] + b_hh[H + j])
+        a = hw[b, 2 * H + j] + b_hh[2 * H + j]
+        n = math.tanh(g[b, 2 * H + j] + b_ih[2 * H + j] + r * a)
+        g[b, j] = r
+        g[b, H + j] = z
+        g[b, 2 * H + j] = n
+        hnt[b, j] = a
+        ht[b, j] = n + z * (hp[b, j] - n)
+
+
+@jit
+def _dgates_step(
+    g,  # (B, 3H) in: activated r, z, n; out: input-side dLoss/dpre
+    dg,  # (B, 3H) out: hidden-side dLoss/dpre
+    hp,  # (B, H) h_{t-1}
+    hnt,  # (B, H) W_hn h_{t-1} + b_hn
+    dht,  # (B, H) dLoss/dh_t from above
+    dh,  # (B, H) in: dLoss/dh_t from the future; out: z * (total dLoss/dh_t), the direct path
+):
+    B, H = hp.shape
+    for idx in range(cuda.grid(1), B * H, cuda.gridsize(1)):
+        b = idx // H
+        j = idx - b * H
+        r = g[b, j]
+        z = g[b, H + j]
+        n = g[b, 2 * H + j]
+        d = dht[b, j] + dh[b, j]
+        dn = (d - d * z) * (_ONE - n * n)
+        dr = dn * hnt[b, j] * (r - r * r)
+        dz = d * (hp[b, j] - n) * (z - z * z)
+        g[b, j] = dr
+        g[b, H + j] = dz
+        g[b, 2 * H + j] = dn
+        dg[b, j] = dr
+        dg[b, H + j] = dz
+        dg[b, 2 * H + j] = dn * r
+        dh[b, j] = d * z
+
+
+def forward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, relu=False):
+    """Run the window: fills ws.hs, ws.gates, ws.hn (c0 and relu are ignored: GRU has no cell state)."""
+    T, B, H3 = ws.gates.shape
+    N = T * B
+    copy(ws.h[0], h0)  # first: h0 may alias h[T] (carried state)
+    gemm(ws.gates.reshape(N, H3), x.reshape(N, x.shape[2]), w_ih, tb=True)
+    blocks, threads = launch.grid1d(B * (H3 // 3))
+    for t in range(T):
+        gemm(ws.hw, ws.h[t], w_hh, tb=True)
+        _gates_step[blocks, threads](ws.gates[t], ws.hw, ws.h[t], ws.h[t + 1], ws.hn[t], b_ih, b_hh)
+    ws.fresh[0] = 1
+
+
+def backward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dhs, dhT, dcT,
+             dw_ih, dw_hh, db_ih, db_hh, dx, dh0, dc0, relu=False):
+    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every d* output.
+
+    Consumes ws.gates (overwritten with gradients): run forward again before a second backward.
+    dcT is ignored and dc0 is zero-filled.
+    """
+    if not ws.fresh[0]:
+        raise CharlmError("GRU backward needs a forward on the same workspace first (backward consumes it)")
+    ws.fresh[0] = 0
+    T, B, H3 = ws.gates.shape
+    H = H3 // 3
+    N = T * B
+    copy(ws.dh, dhT)
+    blocks, threads = launch.grid1d(B * H)
+    for t in range(T - 1, -1, -1):
+        _dgates_step[blocks, threads](ws.gates[t], ws.dgh[t], ws.h[t], ws.hn[t], dhs[t], ws.dh)
+        gemm(ws.dh, ws.dgh[t], w_hh, acc=True)
+    copy(dh0, ws.dh)
+    if dc0 is not None:
+        fill(dc0, 0)
+    dx2 = ws.gates.reshape(N, H3)  # (N, 3H) input-side dpre
+    dh2 = ws.dgh.reshape(N, H3)  # (N, 3H) hidden-side dpre
+    I = x.shape[2]
+    gemm(dw_ih, dx2, x.reshape(N, I), ta=True)
+    gemm(dw_hh, dh2, ws.h[:T].reshape(N, H), ta=True)
+    gemm(dx.reshape(N, I), dx2, w_ih)
+    colsum(db_ih, dx2)
+    colsum(db_hh, dh2)

@@ -1,0 +1,115 @@
+"""What a training run tells the user: console lines (or a live line on a TTY) and
+``RUN_DIR/metrics.jsonl``.
+
+metrics.jsonl holds one JSON object per line. Training lines: ``step`` (optimizer
+steps done), ``epoch`` (fractional), ``train_loss`` (MEAN nats per character over
+the steps since the previous line), ``train_bpc``, ``lr``, ``grad_norm`` (pre-clip
+global norm of the last step), ``chars_per_sec`` (training throughput of the
+interval, evaluation and JIT-compilation time excluded), ``elapsed`` (seconds of
+training wall time so far). Evaluation lines add ``val_loss`` and ``val_bpc``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+LN2 = math.log(2.0)
+
+
+def fmt_duration(seconds: float) -> str:
+    s = int(round(max(0.0, seconds)))
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+def parse_duration(text) -> float:
+    """'90s', '10m', '2h', '1h30m', '45' (seconds) -> seconds; ValueError on bad input."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    t = str(text).strip().lower()
+    if not t:
+        raise ValueError("empty duration")
+    total, num = 0.0, ""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    for ch in t:
+        if ch.isdigit() or ch == ".":
+            num += ch
+        elif ch in units and num:
+            total += float(num) * units[ch]
+            num = ""
+        else:
+            raise ValueError(f"bad duration {text!r}")
+    if num:
+        total += float(num)
+    return total
+
+
+class RunLog:
+    """Console and metrics.jsonl output of one run."""
+
+    def __init__(self, run_dir: str, *, notice, resume_step: int | None = None, stream=None):
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.notice = notice
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        if resume_step is not None:
+            self._truncate_after(resume_step)
+        self._f = open(self.path, "a", encoding="utf-8")
+        self._live = False
+
+    def _truncate_after(self, step: int) -> None:
+        """On resume, drop lines logged after the checkpoint so the file reads as one run."""
+        if not os.path.exists(self.path):
+            return
+        keep = []
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                try:
+                    if json.loads(line).get("step", 0) <= step:
+                        keep.append(line)
+                except ValueError:
+                    continue
+        with open(self.path, "w", encoding="utf-8") as f:
+            f.writelines(keep)
+
+    def write(self, record: dict) -> None:
+        self._f.write(json.dumps(record) + "\n")
+        self._f.flush()
+
+    def train_line(self, rec: dict, max_steps: int, eta: float | None) -> None:
+        self.write(rec)
+        total = f"/{max_steps}" if max_steps else ""
+        line = (f"step {rec['step']}{total} | epoch {rec['epoch']:.2f} | loss {rec['train_loss']:.4f} "
+                f"({rec['train_bpc']:.3f} bpc) | lr {rec['lr']:.2e} | grad {rec['grad_norm']:.2f} | "
+                f"{rec['chars_per_sec']:,.0f} chars/s")
+        if eta is not None:
+            line += f" | ETA {fmt_duration(eta)}"
+        self._print(line, live=True)
+
+    def eval_line(self, rec: dict, best: bool) -> None:
+        self.write(rec)
+        mark = " (best)" if best else ""
+        self._print(f"step {rec['step']} | val loss {rec['val_loss']:.4f} ({rec['val_bpc']:.3f} bpc){mark}")
+
+    def say(self, msg: str) -> None:
+        self._print(msg)
+
+    def _print(self, line: str, live: bool = False) -> None:
+        if self.tty:
+            # a live line that rewrites itself; permanent lines end it
+            end = "" if live else "\n"
+            self.stream.write("\r\033[K" + line + end)
+            self._live = live
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._live and self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._f.close()

@@ -1,0 +1,318 @@
+"""Training: stateful truncated BPTT with budgets, evaluation, checkpoints and signals.
+
+Flow of one run: read the corpus -> tokenizer -> ids -> train/val split -> B
+contiguous streams cut into windows of T -> for each optimizer step: forward and
+backward over one window (hidden state carried from the previous window of the
+same epoch, reset at epoch boundaries), clip, update, log; evaluate, save and
+sample on their cadences; stop at the first budget reached, on SIGINT/SIGTERM,
+on early stopping or on a non-finite loss.
+
+Everything a resumed run needs is derived from the step number or saved in the
+checkpoint: the data cursor is (epoch, window) = divmod(step, windows per epoch);
+dropout masks come from ``default_rng((seed, step))``; the checkpoint holds the
+weights, the optimizer state and the carried hidden state. So a run stopped at
+step k and resumed logs the same losses for steps k+1, k+2, ... as an
+uninterrupted run (same machine and thread count).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from .config import DataConfig, ModelConfig, TrainConfig
+from .errors import CharlmError, UsageError
+from .runlog import LN2, RunLog
+from .trainsetup import RunSpec, build_data, prepare_run, set_threads
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    status: str                  # finished | interrupted | diverged | early-stopped
+    step: int
+    best_val: float | None
+    exit_code: int = 0
+    notes: list = field(default_factory=list)
+
+
+def train(sources=(), options: dict | None = None, *, resume: str | None = None, notice=None) -> TrainResult:
+    """Train a model (what ``charlm train`` runs). ``options`` uses the CLI flags' names
+    with underscores (``hidden``, ``max_steps``, ``out``, ...); ``resume`` names a run directory."""
+    notice = notice or (lambda msg: None)
+    spec = prepare_run(list(sources), dict(options or {}), resume=resume, notice=notice)
+    return Trainer(spec, notice=notice).run()
+
+
+class _Stop:
+    """Set by SIGINT / SIGTERM; the loop checks it after every step."""
+
+    def __init__(self):
+        self.signum = 0
+
+    def __call__(self, signum, frame):
+        if self.signum:  # second signal: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+
+class Trainer:
+    def __init__(self, spec: RunSpec, *, notice):
+        self.spec = spec
+        self.notice = notice
+        self.cfg: TrainConfig = spec.train
+        self.mcfg: ModelConfig = spec.model
+        self.dcfg: DataConfig = spec.data
+
+    # ----- the run ----------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        spec, cfg = self.spec, self.cfg
+        ckpt.check_writable_dir(spec.run_dir)
+        with ckpt.RunLock(spec.run_dir):
+            set_threads(cfg.threads)
+            data = build_data(spec, notice=self.notice)
+            self.tok, self.streams, self.val = data.tokenizer, data.streams, data.val
+            self.cfg = cfg = data.train_cfg  # batch/seq may have shrunk to fit
+            self.mcfg = spec.model              # vocabulary size known now
+            from .model import CharLM
+            from .optim import Optimizer
+
+            self.model = CharLM(self.mcfg, seed=cfg.seed, device=spec.device)
+            self.opt = Optimizer(cfg, self.model)
+            self.state = self.model.init_state(cfg.batch_size)
+            self.step, self.best_val, self.bad_evals, self.elapsed = 0, None, 0, 0.0
+            if spec.resumed:
+                self._load_checkpoint()
+            else:
+                spec.save_files(self.tok, cfg)
+            self.log = RunLog(spec.run_dir, notice=self.notice, resume_step=self.step if spec.resumed else None)
+            try:
+                return self._loop()
+            finally:
+                self.log.close()
+
+    def _budget_steps(self) -> int:
+        """Total optimizer steps the budget allows (0 = unbounded by steps)."""
+        cfg, wpe = self.cfg, self.streams.windows_per_epoch
+        cands = []
+        if cfg.max_steps:
+            cands.append(cfg.max_steps)
+        if cfg.max_epochs:
+            cands.append(int(math.ceil(cfg.max_epochs * wpe)))
+        return min(cands) if cands else 0
+
+    def _loop(self) -> TrainResult:
+        cfg, model, streams = self.cfg, self.model, self.streams
+        wpe = streams.windows_per_epoch
+        total = self._budget_steps()
+        chars_per_step = cfg.batch_size * cfg.seq_len
+        stopper = _Stop()
+        old = {s: signal.signal(s, stopper) for s in (signal.SIGINT, signal.SIGTERM)}
+        status, exit_code = "finished", 0
+        interval_loss, interval_steps, interval_time, interval_chars = 0.0, 0, 0.0, 0
+        grad_norm, lr = 0.0, cfg.lr
+        first = True
+        try:
+            while True:
+                if total and self.step >= total:
+                    break
+                if cfg.max_time and self.elapsed >= cfg.max_time:
+                    self.log.say(f"time budget of {cfg.max_time:.0f}s reached")
+                    break
+                epoch, k = divmod(self.step, wpe)
+                if k == 0:
+                    self.state = model.init_state(cfg.batch_size)
+                x, y = streams.window(epoch, k)
+                t0 = time.perf_counter()
+                rng = np.random.default_rng((cfg.seed, self.step)) if self.mcfg.dropout > 0 else None
+                loss, new_state = model.train_step(x, y, self.state, rng)
+                grad_norm = self.opt.clip()
+                if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+                    status, exit_code = "diverged", 1
+                    self.log.say(f"training diverged at step {self.step + 1} (loss {loss}, grad norm {grad_norm}); "
+                                 "the last good checkpoint is kept. Try a lower --lr or a --clip-norm.")
+                    break
+                lr = self._lr()
+                self.opt.step(lr)
+                self.state = new_state
+                self.step += 1
+                dt = time.perf_counter() - t0
+                if first:  # includes the JIT compile (or cache load) of every kernel
+                    first = False
+                    self.log.say(f"first step took {dt:.2f}s (kernel compilation or cache load included)")
+                else:
+                    interval_time += dt
+                    interval_chars += chars_per_step
+                self.elapsed += dt
+                interval_loss += loss
+                interval_steps += 1
+                if self.step % cfg.log_every == 0 or self.step == 1:
+                    cps = interval_chars / interval_time if interval_time > 0 else 0.0
+                    mean = interval_loss / interval_steps
+                    rec = {"step": self.step, "epoch": round(self.step / wpe, 4), "train_loss": mean,
+                           "train_bpc": mean / LN2, "lr": lr, "grad_norm": grad_norm,
+                           "chars_per_sec": cps, "elapsed": round(self.elapsed, 3)}
+                    self.log.train_line(rec, total, self._eta(total, cps))
+                    interval_loss, interval_steps, interval_time, interval_chars = 0.0, 0, 0.0, 0
+                stop_now = bool(stopper.signum)
+                if self.step % cfg.eval_every == 0 and not stop_now:
+                    if self._evaluate_and_save():
+                        status = "early-stopped"
+                        break
+                elif self.step % cfg.save_every == 0 and not stop_now:
+                    self._save_checkpoint()
+                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self._print_sample()
+                if stop_now:
+                    status = "interrupted"
+                    exit_code = 128 + stopper.signum
+                    break
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+        if status != "diverged":
+            self._evaluate_and_save(final=True)
+        else:
+            self._salvage()
+        result = TrainResult(self.spec.run_dir, status, self.step, self.best_val, exit_code)
+        if status == "interrupted":
+            self.log.say(f"interrupted at step {self.step}; checkpoint saved. Resume with: "
+                         f"charlm train --resume {self.spec.run_dir}")
+        return result
+
+    def _salvage(self) -> None:
+        """After divergence: make sure model.safetensors exists, from the last good checkpoint."""
+        path = os.path.join(self.spec.run_dir, "model.safetensors")
+        if os.path.exists(path):
+            return
+        try:
+            tensors, meta, _ = ckpt.load_checkpoint(self.spec.run_dir)
+        except CharlmError:
+            return  # nothing good was ever saved
+        self.model.flat[...] = self.model.backend.to_device(tensors["model.flat"].astype(self.model.dtype))
+        self.step = int(meta["step"])
+        self._save_model(path, None)
+
+    def _lr(self) -> float:
+        from .optim import learning_rate
+
+        total = self._budget_steps() or None
+        return learning_rate(self.cfg, self.step, total)
+
+    def _eta(self, total: int, cps: float) -> float | None:
+        cands = []
+        if total and cps > 0:
+            cands.append((total - self.step) * self.cfg.batch_size * self.cfg.seq_len / cps)
+        if self.cfg.max_time:
+            cands.append(self.cfg.max_time - self.elapsed)
+        return min(cands) if cands else None
+
+    # ----- evaluation -------------------------------------------------------------------------
+    def evaluate(self) -> float | None:
+        """Mean nats per character over the whole validation split (its own carried state)."""
+        if self.val is None:
+            return None
+        return evaluate_ids(self.model, self.val, self.cfg.batch_size, self.cfg.seq_len)
+
+    def _evaluate_and_save(self, final: bool = False) -> bool:
+        """Evaluate, keep the best weights, write a checkpoint; True when early stopping triggers."""
+        val = self.evaluate()
+        improved = val is not None and (self.best_val is None or val < self.best_val)
+        if val is not None:
+            rec = {"step": self.step, "epoch": round(self.step / self.streams.windows_per_epoch, 4),
+                   "val_loss": val, "val_bpc": val / LN2, "elapsed": round(self.elapsed, 3)}
+            self.log.eval_line(rec, improved)
+        if improved:
+            self.best_val, self.bad_evals = val, 0
+        elif val is not None:
+            self.bad_evals += 1
+        model_path = os.path.join(self.spec.run_dir, "model.safetensors")
+        if improved or val is None or not os.path.exists(model_path):
+            self._save_model(model_path, val)
+        self._save_checkpoint()
+        if final:
+            return False
+        return bool(self.cfg.patience and self.bad_evals >= self.cfg.patience)
+
+    def _save_model(self, path: str, val: float | None) -> None:
+        extra = {"step": self.step, "epoch": self.step / self.streams.windows_per_epoch,
+                 "chars_seen": self.step * self.cfg.batch_size * self.cfg.seq_len,
+                 "train_seconds": round(self.elapsed, 3), "val_loss": val,
+                 "val_bpc": None if val is None else val / LN2}
+        ckpt.save_model(path, self.model.state_dict(), model_config=self.mcfg.to_dict(),
+                        tokenizer=self.tok.to_dict(), extra=extra)
+
+    # ----- checkpoints ------------------------------------------------------------------------
+    def _save_checkpoint(self) -> None:
+        be = self.model.backend
+        tensors = {"model.flat": be.to_host(self.model.flat), **self.opt.tensors(),
+                   "state.h": be.to_host(self.state[0]), "state.c": be.to_host(self.state[1])}
+        meta = {"step": self.step, "opt_steps": self.opt.step_count, "best_val": self.best_val,
+                "bad_evals": self.bad_evals, "elapsed": self.elapsed,
+                "model_config": self.mcfg.to_dict(), "train_config": self.cfg.to_dict(),
+                "data_config": self.dcfg.to_dict(), "data_fingerprint": self.spec.fingerprint,
+                "tokenizer": self.tok.to_dict()}
+        ckpt.save_checkpoint(self.spec.run_dir, tensors, meta, step=self.step, keep=self.cfg.keep)
+
+    def _load_checkpoint(self) -> None:
+        tensors, meta, path = ckpt.load_checkpoint(self.spec.run_dir, notice=self.notice)
+        if meta.get("model_config") != self.mcfg.to_dict():
+            raise CharlmError(f"{path} does not match the run's config.json (model config differs); "
+                              "the run directory was modified: start a new run with --out")
+        if meta.get("data_fingerprint") not in (None, self.spec.fingerprint):
+            raise UsageError("the corpus has changed since this run started (its fingerprint differs); "
+                             "resume with the original text, or start a new run with --out")
+        be = self.model.backend
+        flat = tensors["model.flat"]
+        if flat.shape != (self.model.size,):
+            raise CharlmError(f"{path}: parameter buffer has {flat.shape} entries, expected {self.model.size}")
+        self.model.flat[...] = be.to_device(flat.astype(self.model.dtype))
+        self.opt.load(tensors, int(meta["opt_steps"]))
+        self.state = (be.to_device(tensors["state.h"]), be.to_device(tensors["state.c"]))
+        self.step = int(meta["step"])
+        self.best_val = meta.get("best_val")
+        self.bad_evals = int(meta.get("bad_evals", 0))
+        self.elapsed = float(meta.get("elapsed", 0.0))
+        self.notice(f"resuming {self.spec.run_dir} from step {self.step}")
+
+    def _print_sample(self) -> None:
+        try:
+            from .generate import sample_model
+        except ImportError:
+            return
+        text = sample_model(self.model, self.tok, length=200, temperature=0.8, seed=self.step)
+        self.log.say("---- sample ----\n" + text + "\n----------------")
+
+
+def evaluate_ids(model, ids: np.ndarray, batch_size: int, seq_len: int) -> float:
+    """Mean nats/char predicting ids[1:] from their prefixes, with B contiguous streams.
+
+    The split is cut into B streams of equal length (state carried through each, from
+    zero); the few characters that do not fill a stream are scored as one more stream.
+    """
+    n = len(ids) - 1
+    if n <= 0:
+        return float("nan")
+    B = max(1, min(batch_size, n // max(1, seq_len)))
+    per = n // B
+    total, count = 0.0, 0
+    segments = [(B, per, 0)]
+    if n - B * per > 0:
+        segments.append((1, n - B * per, B * per))
+    for b, length, start in segments:
+        x_all = np.asarray(ids[start:start + b * length], dtype=np.int32).reshape(b, length).T
+        y_all = np.asarray(ids[start + 1:start + 1 + b * length], dtype=np.int32).reshape(b, length).T
+        state = model.init_state(b)
+        for t in range(0, length, seq_len):
+            x = np.ascontiguousarray(x_all[t:t + seq_len])
+            y = np.ascontiguousarray(y_all[t:t + seq_len])
+            s, c, state = model.loss(x, y, state)
+            total += s
+            count += c
+    return total / count

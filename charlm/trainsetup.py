@@ -1,0 +1,199 @@
+"""Everything decided before the first training step: which options apply (flags,
+TOML config, a resumed run's saved config), where the run lives, the corpus, the
+tokenizer, the split and the streams.
+
+A run directory holds ``config.json`` ({"corpus", "model", "train", "charlm_version"})
+and ``tokenizer.json`` from the start, so ``--resume`` and ``charlm eval --split`` can
+rebuild exactly the same data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from . import __version__
+from . import checkpoint as ckpt
+from .config import DataConfig, ModelConfig, TrainConfig
+from .errors import UsageError
+
+DATA_KEYS = {f.name for f in fields(DataConfig)} - {"sources"}
+MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
+TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+# options that may change when a run resumes: budgets, cadences, machine
+RESUMABLE_KEYS = {"max_steps", "max_epochs", "max_time", "eval_every", "log_every", "save_every",
+                  "sample_every", "keep", "patience", "threads", "device"}
+DEFAULT_EPOCHS = 10.0
+
+
+@dataclass
+class RunSpec:
+    run_dir: str
+    data: DataConfig
+    model_options: dict
+    train: TrainConfig
+    device: str
+    resumed: bool
+    explicit: set          # option names the user chose (flags or TOML)
+    model: ModelConfig | None = None
+    fingerprint: str = ""
+
+    def save_files(self, tokenizer, train_cfg: TrainConfig) -> None:
+        cfg = {"charlm_version": __version__, "corpus": self.data.to_dict(), "model": self.model.to_dict(),
+               "train": train_cfg.to_dict()}
+        ckpt.atomic_write_text(os.path.join(self.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
+        tokenizer.save(os.path.join(self.run_dir, "tokenizer.json"))
+
+
+def _pick(options: dict, keys: set) -> dict:
+    return {k: v for k, v in options.items() if k in keys and v is not None}
+
+
+def default_run_dir(sources) -> str:
+    name = "stdin" if not sources else os.path.basename(os.path.normpath(str(sources[0]))) or "corpus"
+    name = os.path.splitext(name)[0] or "corpus"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join("runs", f"{name}-{stamp}")
+
+
+def read_run_config(run_dir: str) -> dict:
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.isdir(run_dir):
+        raise UsageError(f"no run directory {run_dir!r}; check the path given to --resume")
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        for key in ("corpus", "model", "train"):
+            if not isinstance(saved.get(key), dict):
+                raise ValueError(f"missing {key!r}")
+        return saved
+    except FileNotFoundError:
+        raise UsageError(f"{run_dir} has no config.json: it is not a charlm run directory") from None
+    except ValueError as e:
+        raise UsageError(f"{path} is not a valid run config ({e}); start a new run with --out") from None
+
+
+def prepare_run(sources: list, options: dict, *, resume: str | None, notice) -> RunSpec:
+    """Resolve options into configs (validating them) without touching the corpus yet."""
+    explicit = {k for k, v in options.items() if v is not None}
+    out = options.pop("out", None)
+    if resume:
+        saved = read_run_config(resume)
+        if out and os.path.abspath(out) != os.path.abspath(resume):
+            raise UsageError("--out contradicts --resume: a resumed run continues in its own directory")
+        if sources and tuple(sources) != tuple(saved["corpus"].get("sources", ())):
+            raise UsageError(f"the corpus given ({', '.join(sources)}) is not the run's "
+                             f"({', '.join(saved['corpus'].get('sources', ()))}); drop it when resuming")
+        merged = {**saved["corpus"], **saved["model"], **saved["train"]}
+        for k in sorted(explicit - {"out"} - RESUMABLE_KEYS):
+            if k in merged and _norm(options[k]) != _norm(merged[k]):
+                raise UsageError(f"--{k.replace('_', '-')} {options[k]} contradicts the run being resumed "
+                                 f"({k} = {merged[k]}); drop it, or start a new run with --out")
+        data = DataConfig.from_dict(saved["corpus"])
+        model_options = {k: v for k, v in saved["model"].items() if k != "vocab_size"}
+        train_cfg = TrainConfig.from_dict(saved["train"]).replace(**_pick(options, RESUMABLE_KEYS))
+        run_dir, resumed = resume, True
+    else:
+        if not sources:
+            raise UsageError("no corpus given: pass text files, a directory, '-' for stdin, "
+                             "or a named corpus such as 'stdlib'")
+        data = DataConfig(sources=tuple(sources), **_pick(options, DATA_KEYS))
+        model_options = _pick(options, MODEL_KEYS)
+        ModelConfig(vocab_size=1, **model_options)  # validate now, before reading any text
+        train_cfg = TrainConfig(**_pick(options, TRAIN_KEYS))
+        if not (train_cfg.max_steps or train_cfg.max_epochs or train_cfg.max_time):
+            train_cfg = train_cfg.replace(max_epochs=DEFAULT_EPOCHS)
+            notice(f"no budget given: training for {DEFAULT_EPOCHS:g} epochs "
+                   "(set --max-steps, --max-epochs or --max-time)")
+        run_dir = out or default_run_dir(sources)
+        if os.path.exists(os.path.join(run_dir, "config.json")):
+            raise UsageError(f"{run_dir} already holds a run; resume it with --resume {run_dir}, "
+                             "or choose another --out")
+        resumed = False
+    from .backends import resolve_device
+
+    device = resolve_device(train_cfg.device, notice)
+    return RunSpec(run_dir, data, model_options, train_cfg, device, resumed, explicit)
+
+
+def _norm(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+@dataclass
+class RunData:
+    tokenizer: object
+    streams: object
+    val: np.ndarray | None
+    train_cfg: TrainConfig
+
+
+def build_data(spec: RunSpec, *, notice) -> RunData:
+    """Read and encode the corpus, split it, fit the window shape, make the streams."""
+    from . import corpus
+    from .tokenizer import CharTokenizer
+
+    d = spec.data
+    text = corpus.read_sources(list(d.sources), encoding=d.encoding, errors=d.errors, glob=d.glob,
+                               notice=notice)
+    tok_path = os.path.join(spec.run_dir, "tokenizer.json")
+    if spec.resumed and os.path.exists(tok_path):
+        tok = CharTokenizer.load(tok_path)
+    else:
+        tok = _make_tokenizer(text, d)
+    ids = corpus.encode_corpus(text, tok)
+    del text
+    spec.fingerprint = "sha256:" + hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest()[:32]
+    spec.model = ModelConfig(vocab_size=len(tok), **spec.model_options)
+    cfg = spec.train
+    train_ids, val_ids, _ = corpus.split_ids(ids, cfg.val_frac)
+    if not spec.resumed:
+        B, T = corpus.fit_shape(len(train_ids), cfg.batch_size, cfg.seq_len)
+        if (B, T) != (cfg.batch_size, cfg.seq_len):
+            if {"batch_size", "seq_len"} & spec.explicit:
+                pass  # explicit values that cannot fit: Streams below says so
+            else:
+                notice(f"corpus is small ({len(train_ids):,} training characters): using --batch-size {B} "
+                       f"--seq-len {T}")
+                cfg = cfg.replace(batch_size=B, seq_len=T)
+    streams = corpus.Streams(train_ids, cfg.batch_size, cfg.seq_len, seed=cfg.seed,
+                             shuffle_offsets=cfg.shuffle_offsets)
+    val = val_ids if val_ids is not None and len(val_ids) >= 2 else None
+    if cfg.val_frac > 0 and val is None:
+        notice("validation split is too small to evaluate; model.safetensors will hold the latest weights")
+    notice(f"corpus: {len(ids):,} characters, vocabulary {len(tok)}, "
+           f"{len(train_ids):,} train / {0 if val is None else len(val):,} validation")
+    spec.train = cfg
+    return RunData(tok, streams, val, cfg)
+
+
+def _make_tokenizer(text: str, d: DataConfig):
+    from .tokenizer import CharTokenizer
+
+    if d.vocab_cap:
+        full = CharTokenizer.from_text(text, level=d.level, normalize=d.normalize)
+        if len(full) > d.vocab_cap:
+            if d.unknown != "replace":
+                raise UsageError(f"the corpus has {len(full)} distinct symbols, over --vocab-cap {d.vocab_cap}; "
+                                 "raise the cap, use --level byte, or --unknown replace to map the rarest "
+                                 "symbols to one unknown id")
+            return CharTokenizer.from_text(text, level=d.level, normalize=d.normalize,
+                                           max_vocab=d.vocab_cap, unknown="replace")
+        return full
+    return CharTokenizer.from_text(text, level=d.level, normalize=d.normalize)
+
+
+def set_threads(n: int) -> None:
+    """One owner of the cores: Numba's threads and the BLAS pools all get ``n`` (0 = all cores)."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    n = n or os.cpu_count() or 1
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    threadpool_limits(n)
+

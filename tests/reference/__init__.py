@@ -1,0 +1,1 @@
+"""Plain-numpy oracles written for clarity; one module per piece."""
