@@ -1,0 +1,239 @@
+"""What a model is and how it was trained: a Keras-style layer table and a training summary.
+
+Parameter counts (``recurrent_params``), per gate block of H units on an input of width I:
+    weights  G * H * (I + H)
+    biases   PyTorch: two vectors (b_ih and b_hh), 2 * G * H  -- what charlm stores and trains
+             Keras:   one vector, G * H -- except GRU with ``reset_after=True`` (the TF2 default and the
+                      variant PyTorch's GRU computes), which also has two, 2 * G * H
+so a 50-unit layer on 50 inputs has: SimpleRNN 5,050 (Keras) / 5,100 (PyTorch); LSTM 20,200 / 20,400;
+GRU 15,150 (Keras, reset_after=False) / 15,300 (Keras reset_after=True, and PyTorch).
+``keras=True`` counts what Keras prints for the equivalent model: GRU layers as reset_after=True.
+
+The training summary reads the model file's metadata ``extra`` (written by the trainer, or by
+``charlm import``) and, when present, ``RUN_DIR/metrics.jsonl`` (see ``charlm.runlog``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .config import GATES, ModelConfig
+from .errors import UsageError
+
+CELL_NAMES = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
+LN2 = math.log(2.0)
+
+
+# ---------------------------------------------------------------- parameter counts
+
+
+def embedding_params(vocab_size: int, dim: int) -> int:
+    """An embedding table (V, E)."""
+    return vocab_size * dim
+
+
+def dense_params(inputs: int, units: int) -> int:
+    """A dense layer: weight (units, inputs) and bias (units,)."""
+    return inputs * units + units
+
+
+def recurrent_params(cell: str, input_size: int, hidden: int, *, keras: bool = False,
+                     reset_after: bool = True) -> int:
+    """One recurrent layer of ``hidden`` units on inputs of width ``input_size`` (see the module docstring)."""
+    if cell not in GATES:
+        raise UsageError(f"unknown cell {cell!r}: choose one of {', '.join(GATES)}")
+    gh = GATES[cell] * hidden
+    biases = 2 if not keras or (cell == "gru" and reset_after) else 1
+    return gh * (input_size + hidden) + biases * gh
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str                 # "Embedding", "LSTM (layer 0)", "Dropout", "Dense (head)", ...
+    shape: tuple              # output shape, e.g. ("seq", "batch", 256)
+    params: int
+
+
+def layers(config: ModelConfig, *, keras: bool = False) -> list[Layer]:
+    """The layers of a CharLM in order, with output shapes (time-major) and parameter counts."""
+    V, E, H = config.vocab_size, config.embed, config.hidden
+    out = []
+    if E > 0:
+        out.append(Layer("Embedding", ("seq", "batch", E), embedding_params(V, E)))
+    else:
+        out.append(Layer("One-hot input", ("seq", "batch", V), 0))
+    name = "SimpleRNN" if keras and config.cell == "rnn" else config.cell.upper()
+    for k in range(config.layers):
+        inp = config.input_size if k == 0 else H
+        out.append(Layer(f"{name} (layer {k})", ("seq", "batch", H),
+                         recurrent_params(config.cell, inp, H, keras=keras)))
+        if config.dropout > 0 and k < config.layers - 1:
+            out.append(Layer(f"Dropout ({config.dropout:g})", ("seq", "batch", H), 0))
+    out.append(Layer("Dense (head)", ("seq", "batch", V), dense_params(H, V)))
+    return out
+
+
+def model_summary(config: ModelConfig, *, keras: bool = False) -> dict:
+    """{"layers": [{"name", "shape", "params"}], "total_params", "counting", "config"}."""
+    table = layers(config, keras=keras)
+    return {"layers": [{**asdict(layer), "shape": list(layer.shape)} for layer in table],
+            "total_params": sum(layer.params for layer in table),
+            "counting": "keras" if keras else "pytorch",
+            "config": config.to_dict()}
+
+
+# ---------------------------------------------------------------- training summary
+
+
+def read_metrics(run_dir) -> list[dict] | None:
+    """The records of RUN_DIR/metrics.jsonl (unreadable lines skipped), or None if there is no such file."""
+    path = os.path.join(os.fspath(run_dir), "metrics.jsonl")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}; check its permissions") from None
+    records = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash
+        if isinstance(rec, dict) and isinstance(rec.get("step"), (int, float)):
+            records.append(rec)
+    return records
+
+
+def _num(x):
+    return x if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+
+
+def training_summary(config: ModelConfig, extra: dict, metrics: list[dict] | None) -> dict:
+    """Steps, characters seen, wall time, best validation loss, ... from metadata ``extra`` and metrics.
+
+    Keys are always present; a value is None when neither source knows it.
+    """
+    extra = extra if isinstance(extra, dict) else {}
+    metrics = metrics or []
+    train = [r for r in metrics if _num(r.get("train_loss")) is not None]
+    evals = [r for r in metrics if _num(r.get("val_loss")) is not None]
+    model_step = _num(extra.get("step"))
+    steps = max([s for s in [model_step] + [_num(r["step"]) for r in metrics] if s is not None], default=None)
+    chars = _num(extra.get("chars_seen"))
+    if chars is not None and model_step and steps and steps > model_step:
+        chars = round(chars * steps / model_step)   # the run went on after the saved model
+    wall = max([t for t in [_num(extra.get("train_seconds"))] + [_num(r.get("elapsed")) for r in metrics]
+                if t is not None], default=None)
+    best = min(evals, key=lambda r: r["val_loss"]) if evals else None
+    best_loss = best["val_loss"] if best else _num(extra.get("val_loss"))
+    last = train[-1] if train else None
+    return {
+        "cell": config.cell,
+        "vocab_size": config.vocab_size,
+        "steps": steps,
+        "model_step": model_step,
+        "epochs": _num(last.get("epoch")) if last else _num(extra.get("epoch")),
+        "chars_seen": chars,
+        "wall_seconds": wall,
+        "best_val_loss": best_loss,
+        "best_val_bpc": None if best_loss is None else best_loss / LN2,
+        "best_val_step": best["step"] if best else (model_step if best_loss is not None else None),
+        "evaluations": len(evals),
+        "last_train_loss": last["train_loss"] if last else None,
+        "last_train_bpc": last["train_loss"] / LN2 if last else None,
+        "imported_from": extra.get("imported_from"),
+    }
+
+
+def run_dir_of(path) -> Path | None:
+    """The run directory whose metrics belong to ``path`` (a RUN_DIR, or RUN_DIR/model.safetensors)."""
+    from .checkpoint import MODEL_NAME
+
+    p = Path(os.path.expanduser(os.fspath(path)))
+    if p.is_dir():
+        return p
+    return p.parent if p.name == MODEL_NAME else None
+
+
+def summarize(path, *, keras: bool = False) -> dict:
+    """{"path", "model": model_summary, "training": training_summary} of a RUN_DIR or model file."""
+    from .checkpoint import load_model, resolve_model_path
+    from .errors import CheckpointError
+
+    _, meta = load_model(path)
+    try:
+        config = ModelConfig.from_dict(meta["model_config"])
+    except (UsageError, TypeError) as e:
+        raise CheckpointError(f"{resolve_model_path(path)}: bad model_config ({e}); "
+                              "the file is corrupt or foreign") from None
+    run_dir = run_dir_of(path)
+    metrics = read_metrics(run_dir) if run_dir is not None else None
+    return {"path": str(resolve_model_path(path)), "model": model_summary(config, keras=keras),
+            "training": training_summary(config, meta.get("extra", {}), metrics)}
+
+
+# ---------------------------------------------------------------- text
+
+
+def _shape(shape) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.2f} {unit}"
+    return f"{nbytes} bytes"
+
+
+def _duration(seconds: float) -> str:
+    from .runlog import fmt_duration
+
+    return fmt_duration(seconds) if seconds >= 1 else f"{seconds:.2f}s"
+
+
+def format_summary(s: dict) -> str:
+    """The human-readable ``charlm info`` text of a ``summarize`` result."""
+    m, t, c = s["model"], s["training"], s["model"]["config"]
+    emb = f"embedding {c['embed']}" if c["embed"] else "one-hot input"
+    rule, bold = "_" * 66, "=" * 66
+    lines = [f"Model: {s['path']}",
+             f"{c['cell']}, {c['layers']} x {c['hidden']} hidden, {emb}, vocabulary {c['vocab_size']}",
+             rule, f" {'Layer (type)':<28}{'Output Shape':<24}{'Param #':>12}", bold]
+    for layer in m["layers"]:
+        lines.append(f" {layer['name']:<28}{_shape(layer['shape']):<24}{layer['params']:>12,}")
+    lines += [bold, f"Total params: {m['total_params']:,} ({_size(m['total_params'] * 4)} as float32)"]
+    if m["counting"] == "keras":
+        lines.append("Counted as Keras does: one bias per gate block (GRU: reset_after=True, two).")
+    else:
+        lines.append("Counted as PyTorch does (two biases per gate block); --keras counts one.")
+    lines += [rule, "Training"]
+
+    def row(label, value):
+        if value is not None:
+            lines.append(f"  {label:<20}{value}")
+
+    if t["imported_from"]:
+        row("imported from", t["imported_from"])
+    row("cell", t["cell"])
+    row("vocabulary size", t["vocab_size"])
+    if t["steps"] is not None:
+        saved = f" (model saved at step {t['model_step']:,})" if t["model_step"] not in (None, t["steps"]) else ""
+        row("steps", f"{t['steps']:,}{saved}")
+    row("epochs", None if t["epochs"] is None else f"{t['epochs']:.2f}")
+    row("characters seen", None if t["chars_seen"] is None else f"{t['chars_seen']:,}")
+    row("wall time", None if t["wall_seconds"] is None else _duration(t["wall_seconds"]))
+    if t["last_train_loss"] is not None:
+        row("last train loss", f"{t['last_train_loss']:.4f} nats/char ({t['last_train_bpc']:.3f} bpc)")
+    if t["best_val_loss"] is not None:
+        at = f" at step {t['best_val_step']:,}" if t["best_val_step"] is not None else ""
+        row("best val loss", f"{t['best_val_loss']:.4f} nats/char ({t['best_val_bpc']:.3f} bpc){at}")
+    if t["steps"] is None and not t["imported_from"]:
+        lines.append("  (no training record: no step in the file's metadata and no metrics.jsonl)")
+    return "\n".join(lines)

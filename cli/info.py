@@ -1,0 +1,28 @@
+"""`charlm info`: the layers of a model, their output shapes and parameter counts, and how it was trained."""
+
+from __future__ import annotations
+
+import click
+
+from .output import emit_json
+
+
+@click.command("info")
+@click.argument("model", metavar="RUN_DIR|MODEL.safetensors", type=click.Path(exists=True))
+@click.option("--keras", is_flag=True,
+              help="Count parameters as Keras does (one bias per gate block) instead of as PyTorch does.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print one JSON object: {"path", "model": {"layers", "total_params", ...}, "training": {...}}.')
+def info(model, keras, as_json):
+    """Show a model's layers (output shape, parameters) and its training summary.
+
+    Shapes are time-major: (seq, batch, features). The training summary comes from the model
+    file's metadata and, for a RUN_DIR, its metrics.jsonl.
+    """
+    from charlm.inspect import format_summary, summarize
+
+    s = summarize(model, keras=keras)
+    if as_json:
+        emit_json(s)
+    else:
+        click.echo(format_summary(s))

@@ -1,0 +1,31 @@
+"""`charlm plot`: a run's training and validation bits per character, as a PNG or in the terminal."""
+
+from __future__ import annotations
+
+import click
+
+from .output import notice
+
+
+@click.command("plot")
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(exists=True))
+@click.option("-o", "--out", "out", default=None, metavar="FILE.png",
+              help="Write a PNG with two panels (against step, against wall time); needs matplotlib "
+                   "(pip install 'charlm[plot]'). Without it, a text chart is printed.")
+@click.option("--x", "x", type=click.Choice(["step", "time"]), default="step", show_default=True,
+              help="Text chart: plot against optimizer step or training wall time.")
+@click.option("--width", type=click.IntRange(min=10, max=500), default=60, show_default=True,
+              help="Text chart width in characters.")
+@click.option("--height", type=click.IntRange(min=4, max=200), default=15, show_default=True,
+              help="Text chart height in lines.")
+@click.option("--title", default=None, help="PNG title (default: the run directory's name).")
+def plot(run_dir, out, x, width, height, title):
+    """Plot the learning curves in RUN_DIR/metrics.jsonl: train and validation bits per character."""
+    from charlm.plotting import load_curves, save_png, terminal_chart
+
+    curves = load_curves(run_dir)
+    if out:
+        path = save_png(curves, out, title=title)
+        notice(f"wrote {path}")
+    else:
+        click.echo(terminal_chart(curves, x=x, width=width, height=height))
