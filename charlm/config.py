@@ -98,6 +98,7 @@ class TrainConfig(_DictMixin):
     seq_len: int = 100
     batch_size: int = 64
     val_frac: float = 0.1
+    test_frac: float = 0.0        # held out after validation, never trained or evaluated on while training
     shuffle_offsets: bool = False
     optimizer: str = "adam"
     lr: float = 2e-3
@@ -130,6 +131,8 @@ class TrainConfig(_DictMixin):
         _check(self.seq_len >= 1, "--seq-len must be >= 1")
         _check(self.batch_size >= 1, "--batch-size must be >= 1")
         _check(0.0 <= self.val_frac < 1.0, "--val-frac must be in [0, 1)")
+        _check(0.0 <= self.test_frac < 1.0 and self.val_frac + self.test_frac < 1.0,
+               "--test-frac must be in [0, 1) and leave room for training (--val-frac + --test-frac < 1)")
         _check(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}: choose {', '.join(OPTIMIZERS)}")
         _check(self.lr > 0, "--lr must be > 0")
         _check(self.weight_decay >= 0, "--weight-decay must be >= 0")

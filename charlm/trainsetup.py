@@ -151,7 +151,7 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
     spec.fingerprint = "sha256:" + hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest()[:32]
     spec.model = ModelConfig(vocab_size=len(tok), **spec.model_options)
     cfg = spec.train
-    train_ids, val_ids, _ = corpus.split_ids(ids, cfg.val_frac)
+    train_ids, val_ids, _ = corpus.split_ids(ids, cfg.val_frac, cfg.test_frac)
     if not spec.resumed:
         B, T = corpus.fit_shape(len(train_ids), cfg.batch_size, cfg.seq_len)
         if (B, T) != (cfg.batch_size, cfg.seq_len):

@@ -74,8 +74,11 @@ def test_stop_strings(abc, monkeypatch, chunk):
     assert abc.sample(length=50, temperature=0, stop=["zzz", "\nab", "b"]) == "ab"   # the earliest end wins
     assert abc.sample(length=50, temperature=0, prime="ab", stop=["b"]) == "ab" + "c\nab"   # prime not searched
     assert abc.sample(length=3, temperature=0, stop=["c\na"]) == "abc"   # length ends it first
+    assert abc.sample(length=50, temperature=0, stop="c") == "abc"   # one string is one stop string
     with pytest.raises(UsageError):
         abc.sample(stop=[""])
+    with pytest.raises(UsageError, match="seed"):
+        abc.sample(seed=-1)
 
 
 def test_stop_matches_truncated_unconstrained_sample(lstm):
@@ -210,3 +213,13 @@ def test_load_errors(tmp_path):
     path = save(tmp_path / "bad.safetensors", config, CharLM(config).state_dict(), tok)
     with pytest.raises(CharlmError, match="tokenizer has 3 symbols"):
         load(path)
+
+
+def test_sample_model_uses_current_weights(lstm):
+    model = CharLM(lstm.config, seed=9)
+    a = generate.sample_model(model, lstm.tokenizer, length=40, seed=1)
+    assert a == generate.sample_model(model, lstm.tokenizer, length=40, seed=1)
+    model.params["head.bias"][...] = -50.0
+    model.params["head.bias"][3] = 50.0
+    b = generate.sample_model(model, lstm.tokenizer, length=40, seed=1)
+    assert b != a and len(set(b)) == 1          # the weights changed after the first call: no stale cache

@@ -52,33 +52,38 @@ class Weights(NamedTuple):
 
 def prepare(cell: str, params: dict, layers: int, relu: bool = False, dtype=np.float32) -> Weights:
     """Rearrange PyTorch-named parameters into the kernels' layout (see the module docstring)."""
+    dt = np.dtype(dtype)
     G = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
-    f64 = lambda name: np.asarray(params[name], dtype=np.float64)
-    w_hh0 = f64("rnn.weight_hh_l0")                                  # (G*H, H)
-    H = w_hh0.shape[1]
+    get = lambda name: np.asarray(params[name])
+    H = get("rnn.weight_hh_l0").shape[1]
 
-    def folded_bias(k):  # the part of b_hh that simply adds to b_ih
-        b = f64(f"rnn.bias_ih_l{k}") + f64(f"rnn.bias_hh_l{k}")
+    def folded_bias(k):  # (G*H,) float64: the part of b_hh that simply adds to b_ih
+        b_hh = get(f"rnn.bias_hh_l{k}").astype(np.float64)
         if cell == "gru":
-            b[2 * H:] -= f64(f"rnn.bias_hh_l{k}")[2 * H:]
-        return b
+            b_hh[2 * H:] = 0.0
+        return get(f"rnn.bias_ih_l{k}") + b_hh
 
-    w_ih0 = f64("rnn.weight_ih_l0")                                  # (G*H, I)
-    inp = w_ih0.T if "embed.weight" not in params else f64("embed.weight") @ w_ih0.T   # (V, G*H)
-    table = inp + folded_bias(0)
-    whhT = np.stack([f64(f"rnn.weight_hh_l{k}").T for k in range(layers)])
-    wihT = np.zeros((layers - 1, H, G * H))
-    bi = np.zeros((layers - 1, G * H))
-    for k in range(1, layers):
-        wihT[k - 1] = f64(f"rnn.weight_ih_l{k}").T
-        bi[k - 1] = folded_bias(k)
-    bhn = np.zeros((layers, H))
-    if cell == "gru":
-        for k in range(layers):
-            bhn[k] = f64(f"rnn.bias_hh_l{k}")[2 * H:]
-    arr = lambda a: np.ascontiguousarray(a, dtype=dtype)
-    return Weights(cell, bool(relu), arr(table), arr(whhT), arr(wihT), arr(bi), arr(bhn),
-                   arr(f64("head.weight").T), arr(f64("head.bias")))
+    w_ih0T = np.ascontiguousarray(get("rnn.weight_ih_l0").T, dtype=dt)        # (I, G*H)
+    table = np.empty((get("head.bias").shape[0], G * H), dt)                   # (V, G*H)
+    table[:] = folded_bias(0)
+    if "embed.weight" in params:   # a compiled loop, not BLAS: no thread pool to wake for a small product
+        _matacc(table, np.ascontiguousarray(get("embed.weight"), dtype=dt), w_ih0T)
+    else:
+        table += w_ih0T                                                        # one-hot: I = V
+    whhT = np.empty((layers, H, G * H), dt)
+    wihT = np.empty((layers - 1, H, G * H), dt)
+    bi = np.empty((layers - 1, G * H), dt)
+    bhn = np.zeros((layers, H), dt)
+    for k in range(layers):
+        whhT[k] = get(f"rnn.weight_hh_l{k}").T
+        if k > 0:
+            wihT[k - 1] = get(f"rnn.weight_ih_l{k}").T
+            bi[k - 1] = folded_bias(k)
+        if cell == "gru":
+            bhn[k] = get(f"rnn.bias_hh_l{k}")[2 * H:]
+    arr = lambda a: np.ascontiguousarray(a, dtype=dt)
+    return Weights(cell, bool(relu), table, whhT, wihT, bi, bhn,
+                   arr(get("head.weight").T), arr(get("head.bias")))
 
 
 def consume(w: Weights, h, c, ids) -> None:
@@ -108,20 +113,23 @@ def generate(w: Weights, h, c, x, out, temperature: float, top_k: int, top_p: fl
 
 @kernel
 def _matacc(out, inp, wT):
-    """out (B, N) += inp (B, K) @ wT (K, N); four rows of wT per pass over out."""
+    """out (B, N) += inp (B, K) @ wT (K, N): four rows of wT per pass over each row of out, the rows of
+    wT reused from L1 for every b."""
     B, K = inp.shape
     N = out.shape[1]
     K4 = K - K % 4
-    for b in range(B):
-        o = out[b]
-        for k in range(0, K4, 4):
+    for k in range(0, K4, 4):
+        w0, w1, w2, w3 = wT[k], wT[k + 1], wT[k + 2], wT[k + 3]
+        for b in range(B):
+            o = out[b]
             a0, a1, a2, a3 = inp[b, k], inp[b, k + 1], inp[b, k + 2], inp[b, k + 3]
-            w0, w1, w2, w3 = wT[k], wT[k + 1], wT[k + 2], wT[k + 3]
             for j in range(N):
                 o[j] += (a0 * w0[j] + a1 * w1[j]) + (a2 * w2[j] + a3 * w3[j])
-        for k in range(K4, K):
+    for k in range(K4, K):
+        wk = wT[k]
+        for b in range(B):
+            o = out[b]
             a = inp[b, k]
-            wk = wT[k]
             for j in range(N):
                 o[j] += a * wk[j]
 

@@ -1,0 +1,84 @@
+"""`charlm eval` (loss of a model on a text or a run's split) and `charlm score` (per line)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from charlm.errors import UsageError
+
+from .output import emit_json, notice
+from .sample import read_stdin
+
+_MODEL = click.argument("model", metavar="RUN_DIR|MODEL.safetensors", type=click.Path(exists=True))
+
+
+def read_text(path: str, encoding: str) -> str:
+    """The text of FILE ('-' = stdin)."""
+    try:
+        raw = read_stdin() if path == "-" else open(path, "rb").read()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        return raw.decode(encoding)
+    except LookupError:
+        raise UsageError(f"unknown encoding {encoding!r}: use e.g. utf-8 or latin-1") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not valid {encoding} (byte {e.start}); pass --encoding") from None
+
+
+@click.command("eval")
+@_MODEL
+@click.option("--file", "-f", "file", default=None, metavar="FILE", help="Text to evaluate ('-' = stdin).")
+@click.option("--split", type=click.Choice(["val", "test"]), default=None,
+              help="Evaluate the run's own validation or test split (needs RUN_DIR/config.json).")
+@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --file.")
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="Characters the model never saw: fail, or leave them out (and say how many).")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print exactly {"loss_nats", "bpc", "perplexity", "chars"} as one JSON object.')
+def eval_cmd(model, file, split, encoding, unknown, as_json):
+    """Loss of a model on a text: nats per character, bits per character, perplexity.
+
+    Every character after the first is predicted from its whole prefix (state carried from the
+    start of the text); 'chars' counts the characters predicted.
+    """
+    from charlm.generate import load, split_ids
+
+    if (file is None) == (split is None):
+        raise UsageError("say what to evaluate: --file FILE or --split val|test (one of them)")
+    m = load(model)
+    if split is not None:
+        ids = split_ids(model, split, m.tokenizer, notice)
+        res = m.eval_ids(ids)
+    else:
+        res = m.eval(read_text(file, encoding), unknown=unknown, notice=notice)
+    out = {k: res[k] for k in ("loss_nats", "bpc", "perplexity", "chars")}
+    if as_json:
+        emit_json(out)
+        return
+    click.echo(f"loss        {out['loss_nats']:.4f} nats/char")
+    click.echo(f"bpc         {out['bpc']:.4f}")
+    click.echo(f"perplexity  {out['perplexity']:.4f}")
+    click.echo(f"chars       {out['chars']}")
+
+
+@click.command("score")
+@_MODEL
+@click.argument("file", metavar="FILE")
+@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of FILE.")
+@click.option("--unknown", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="Characters the model never saw: fail, or leave them out.")
+def score(model, file, encoding, unknown):
+    """Score each line of FILE ('-' = stdin) on its own: one JSON object per line.
+
+    Fields: line (1-based), chars (characters predicted), loss_nats and bpc (null when nothing is
+    predicted). Each line starts from a fresh state with a newline as context.
+    """
+    from charlm.generate import load
+
+    m = load(model)
+    lines = read_text(file, encoding).splitlines()
+    for row in m.score_lines(lines, unknown=unknown):
+        click.echo(json.dumps(row, ensure_ascii=False))

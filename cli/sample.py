@@ -1,0 +1,134 @@
+"""`charlm sample`: generate text from a trained model, streamed to stdout as it is made."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import sys
+
+import click
+
+from charlm.config import SampleConfig
+from charlm.errors import UsageError
+
+from .output import notice
+
+SEPARATOR = "\n\n---\n"   # between samples of --num-samples N: a blank line, then a line '---'
+_S = SampleConfig()
+
+
+def read_stdin() -> bytes:
+    """All of stdin as bytes (text streams without a buffer are encoded as UTF-8)."""
+    buf = getattr(sys.stdin, "buffer", None)
+    return buf.read() if buf is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+
+
+def read_prime_file(path: str) -> str:
+    """The text of --prime-file (``-`` reads stdin), decoded as UTF-8."""
+    try:
+        raw = read_stdin() if path == "-" else open(path, "rb").read()
+    except OSError as e:
+        raise UsageError(f"cannot read --prime-file {path}: {e.strerror}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--prime-file {path} is not UTF-8 (byte {e.start}); convert it to UTF-8") from None
+
+
+class _TextAsBytes:
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data: bytes) -> None:
+        self.stream.write(data.decode("utf-8"))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+class _Sink:
+    """Text out as UTF-8 bytes (whatever the locale or pipe), flushed per piece."""
+
+    def __init__(self, output: str | None):
+        try:
+            self.file = open(output, "wb") if output else None
+        except OSError as e:
+            raise UsageError(f"cannot write --output {output}: {e.strerror}") from None
+        self.stream = self.file or getattr(sys.stdout, "buffer", None) or _TextAsBytes(sys.stdout)
+        self.last = ""
+
+    def write(self, text: str) -> None:
+        if text:
+            self.stream.write(text.encode("utf-8", "replace"))
+            self.stream.flush()
+            self.last = text[-1]
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        elif self.last != "\n" and sys.stdout.isatty():  # keep the shell prompt on its own line
+            self.write("\n")
+
+
+@click.command("sample")
+@click.argument("model", metavar="RUN_DIR|MODEL.safetensors", type=click.Path(exists=True))
+@click.option("--length", "-n", type=int, default=_S.length, show_default=True,
+              help="Tokens to generate (characters; bytes for a byte-level model).")
+@click.option("--temperature", "-t", type=float, default=_S.temperature, show_default=True,
+              help="Softmax temperature; 0 = always the most likely character.")
+@click.option("--top-k", type=int, default=_S.top_k, show_default=True, help="Keep the K most likely (0 = off).")
+@click.option("--top-p", type=float, default=_S.top_p, show_default=True,
+              help="Nucleus: keep the smallest most-likely set reaching probability P (1 = off).")
+@click.option("--seed", type=int, default=None, help="Random seed: the same seed gives the same text.")
+@click.option("--prime", default=None, help="Text to start from (fed to the model first).")
+@click.option("--prime-file", default=None, metavar="FILE", help="Read the prime from FILE ('-' = stdin).")
+@click.option("--num-samples", type=int, default=1, show_default=True,
+              help="Samples generated together as a batch; printed one after another, separated by a "
+                   "blank line and a line '---'.")
+@click.option("--stop", multiple=True, metavar="STRING",
+              help="End a sample at the first occurrence of STRING (included). Repeatable.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the text to this file instead of stdout.")
+@click.option("--echo-prime/--no-echo-prime", default=True, help="Print the prime before the sample.")
+@click.option("--unknown", type=click.Choice(["error", "skip", "replace"]), default="error", show_default=True,
+              help="Prime characters the model never saw: fail, drop them, or map them to a known one.")
+def sample(model, length, temperature, top_k, top_p, seed, prime, prime_file, num_samples, stop, output,
+           echo_prime, unknown):
+    """Generate text from a trained model.
+
+    The text goes to stdout (prime first, unless --no-echo-prime), streamed as it is made; notices go
+    to stderr. A single sample is streamed in small chunks; with --num-samples N each sample is printed
+    when the batch is done.
+    """
+    from charlm.generate import load
+
+    if prime is not None and prime_file is not None:
+        raise UsageError("give either --prime or --prime-file, not both")
+    if prime_file is not None:
+        prime = read_prime_file(prime_file)
+    prime = prime or ""
+    SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples)
+    m = load(model)
+    announce = seed is None
+    if announce:
+        seed = secrets.randbelow(2**31)
+    kwargs = dict(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, prime=prime,
+                  num_samples=num_samples, stop=stop, unknown=unknown, echo_prime=echo_prime, notice=notice)
+    pieces = m.iter_sample(**kwargs)
+    first = next(pieces, None)   # validation and prime errors surface here, before any output
+    if announce:
+        notice(f"seed {seed} (pass --seed {seed} to get this text again)")
+    chunks = itertools.chain([first] if first else [], pieces)
+    sink = _Sink(output)
+    try:
+        if num_samples == 1:
+            for chunk in chunks:
+                sink.write(chunk[0])
+        else:
+            parts = [[] for _ in range(num_samples)]
+            for chunk in chunks:
+                for b, text in enumerate(chunk):
+                    parts[b].append(text)
+            sink.write(SEPARATOR.join("".join(p) for p in parts))
+    finally:
+        sink.close()
