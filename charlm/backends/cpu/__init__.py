@@ -10,6 +10,10 @@ import importlib
 
 import numpy as np
 
+# Numba's np.dot calls SciPy's own OpenBLAS, which is loaded lazily on the first kernel call;
+# load it now so threadpoolctl limits (the one owner of the cores) reach it too.
+import scipy.linalg.cython_blas  # noqa: F401
+
 name = "cpu"
 
 _EXPORTS = {
