@@ -8,10 +8,10 @@ import os
 
 import numpy as np
 import pytest
+from charlm.cli import cli
 from click.testing import CliRunner
 
 from charlm import checkpoint as ckpt
-from charlm.cli import cli
 from charlm.errors import UsageError
 from charlm.train import evaluate_ids, train
 
@@ -54,8 +54,8 @@ def test_loss_falls_and_run_dir_is_complete(corpus, tmp_path):
 
 def test_hello_memorization():
     """The classic RNN-course example: memorize a short string with Adam at lr 0.1."""
-    from charlm.model import CharLM
     from charlm.config import ModelConfig, TrainConfig
+    from charlm.model import CharLM
     from charlm.optim import Optimizer
     from charlm.tokenizer import CharTokenizer
 
