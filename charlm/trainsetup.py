@@ -139,15 +139,19 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
     from .tokenizer import CharTokenizer
 
     d = spec.data
-    text = corpus.read_sources(list(d.sources), encoding=d.encoding, errors=d.errors, glob=d.glob,
-                               notice=notice)
     tok_path = os.path.join(spec.run_dir, "tokenizer.json")
-    if spec.resumed and os.path.exists(tok_path):
-        tok = CharTokenizer.load(tok_path)
-    else:
-        tok = _make_tokenizer(text, d)
-    ids = corpus.encode_corpus(text, tok)
-    del text
+    tok = CharTokenizer.load(tok_path) if spec.resumed and os.path.exists(tok_path) else None
+    capped = bool(d.vocab_cap) and d.unknown == "replace"
+    # encoded once into RUN_DIR/ids.npy and memory-mapped, so a large corpus never sits in RAM as text
+    ids, tok, _ = corpus.load_ids(list(d.sources), out=os.path.join(spec.run_dir, "ids.npy"), tokenizer=tok,
+                                  level=d.level, normalize=d.normalize,
+                                  max_vocab=d.vocab_cap if capped else None,
+                                  unknown="replace" if capped else "error", encoding=d.encoding,
+                                  errors=d.errors, glob=d.glob or "**/*", notice=notice)
+    if d.vocab_cap and not capped and len(tok) > d.vocab_cap:
+        raise UsageError(f"the corpus has {len(tok)} distinct symbols, over --vocab-cap {d.vocab_cap}; "
+                         "raise the cap, use --level byte, or --unknown replace to map the rarest "
+                         "symbols to one unknown id")
     spec.fingerprint = "sha256:" + hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest()[:32]
     spec.model = ModelConfig(vocab_size=len(tok), **spec.model_options)
     cfg = spec.train
@@ -170,22 +174,6 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
            f"{len(train_ids):,} train / {0 if val is None else len(val):,} validation")
     spec.train = cfg
     return RunData(tok, streams, val, cfg)
-
-
-def _make_tokenizer(text: str, d: DataConfig):
-    from .tokenizer import CharTokenizer
-
-    if d.vocab_cap:
-        full = CharTokenizer.from_text(text, level=d.level, normalize=d.normalize)
-        if len(full) > d.vocab_cap:
-            if d.unknown != "replace":
-                raise UsageError(f"the corpus has {len(full)} distinct symbols, over --vocab-cap {d.vocab_cap}; "
-                                 "raise the cap, use --level byte, or --unknown replace to map the rarest "
-                                 "symbols to one unknown id")
-            return CharTokenizer.from_text(text, level=d.level, normalize=d.normalize,
-                                           max_vocab=d.vocab_cap, unknown="replace")
-        return full
-    return CharTokenizer.from_text(text, level=d.level, normalize=d.normalize)
 
 
 def set_threads(n: int) -> None:
