@@ -123,7 +123,7 @@ class CharLM:
         views = self._views(host)
         for name in self.names:
             views[name][...] = sd[name]
-        self.flat[...] = self.backend.to_device(host)
+        self.flat[:] = self.backend.to_device(host)
 
     # ----- state ------------------------------------------------------------------------------
     def init_state(self, batch: int):
@@ -180,7 +180,7 @@ class CharLM:
                 if rng is not None and c.dropout > 0:
                     keep = rng.random((T, B, c.hidden), dtype=np.float32) >= c.dropout
                     mask = keep.astype(self.dtype) * self.dtype.type(1.0 / (1.0 - c.dropout))
-                    win.masks[k][...] = be.to_device(mask)
+                    win.masks[k][:] = be.to_device(mask)
                     be.mul(win.dropped[k], out, win.masks[k])
                     out = win.dropped[k]
                 inputs.append(out)

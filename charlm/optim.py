@@ -53,7 +53,7 @@ class Optimizer:
 
     def load(self, tensors: dict, step_count: int) -> None:
         for k, v in self.state.items():
-            v[...] = self.backend.to_device(tensors[f"opt.{k}"])
+            v[:] = self.backend.to_device(tensors[f"opt.{k}"])
         self.step_count = step_count
 
 

@@ -195,7 +195,7 @@ class Trainer:
             tensors, meta, _ = ckpt.load_checkpoint(self.spec.run_dir)
         except CharlmError:
             return  # nothing good was ever saved
-        self.model.flat[...] = self.model.backend.to_device(tensors["model.flat"].astype(self.model.dtype))
+        self.model.flat[:] = self.model.backend.to_device(tensors["model.flat"].astype(self.model.dtype))
         self.step = int(meta["step"])
         self._save_model(path, None)
 
@@ -272,7 +272,7 @@ class Trainer:
         flat = tensors["model.flat"]
         if flat.shape != (self.model.size,):
             raise CharlmError(f"{path}: parameter buffer has {flat.shape} entries, expected {self.model.size}")
-        self.model.flat[...] = be.to_device(flat.astype(self.model.dtype))
+        self.model.flat[:] = be.to_device(flat.astype(self.model.dtype))
         self.opt.load(tensors, int(meta["opt_steps"]))
         self.state = (be.to_device(tensors["state.h"]), be.to_device(tensors["state.c"]))
         self.step = int(meta["step"])

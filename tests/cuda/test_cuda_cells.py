@@ -129,7 +129,7 @@ def test_backward_overwrites_and_gru_needs_a_fresh_forward():
     mod.backward(ws, *args, *up, *outs)
     first = [be.to_host(o) for o in outs]
     mod.backward(ws, *args, *up, *outs)
-    for a, o in zip(first, outs):
+    for a, o in zip(first, outs, strict=True):
         np.testing.assert_array_equal(be.to_host(o), a)
 
     g = make("gru", 2, 2, 3, 4, np.float32, seed=7)

@@ -35,6 +35,7 @@ from .launch import jit
 def _kernel(tile: int, ta: bool, tb: bool, acc: bool, bias: bool, dtype: str):
     nbt = numba.from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
+    shape = (tile, tile + 1)  # a constant tuple: shared array shapes must be compile-time constants
 
     def gemm_tile(
         c,  # (M, N) out (in/out with acc)
@@ -42,8 +43,8 @@ def _kernel(tile: int, ta: bool, tb: bool, acc: bool, bias: bool, dtype: str):
         b,  # (K, N), or (N, K) with tb
         v,  # (N,) bias (read only with bias)
     ):
-        sa = cuda.shared.array((tile, tile + 1), nbt)  # sa[r, k] = op(a)[row0 + r, k0 + k]
-        sb = cuda.shared.array((tile, tile + 1), nbt)  # sb[k, q] = op(b)[k0 + k, col0 + q]
+        sa = cuda.shared.array(shape, nbt)  # sa[r, k] = op(a)[row0 + r, k0 + k]
+        sb = cuda.shared.array(shape, nbt)  # sb[k, q] = op(b)[k0 + k, col0 + q]
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         row0 = cuda.blockIdx.y * tile

@@ -50,11 +50,6 @@ def alloc(T, B, I, H, dtype=np.float32):
                      fresh=np.zeros(1, np.int8))
 
 
-@cuda.jit(device=True)
-def _sigmoid(x):
-    return _ONE / (_ONE + math.exp(-x))
-
-
 @jit
 def _gates_step(
     g,  # (B, 3H) in: x W_ih^T; out: activated r, z, n
@@ -69,8 +64,9 @@ def _gates_step(
     for idx in range(cuda.grid(1), B * H, cuda.gridsize(1)):
         b = idx // H
         j = idx - b * H
-        r = _sigmoid(g[b, j] + b_ih[j] + hw[b, j] + b_hh[j])
-        z = _sigmoid(g[b, H + j] + b_ih[H + j] + hw[b, H + j] + b_hh[H + j])
+        # sigmoid written out: no device-function call, so cuda.compile_ptx needs no driver
+        r = _ONE / (_ONE + math.exp(-(g[b, j] + b_ih[j] + hw[b, j] + b_hh[j])))
+        z = _ONE / (_ONE + math.exp(-(g[b, H + j] + b_ih[H + j] + hw[b, H + j] + b_hh[H + j])))
         a = hw[b, 2 * H + j] + b_hh[2 * H + j]
         n = math.tanh(g[b, 2 * H + j] + b_ih[2 * H + j] + r * a)
         g[b, j] = r

@@ -56,11 +56,6 @@ def alloc(T, B, I, H, dtype=np.float32):
                      dgates=zeros((T, B, G * H), dtype), dh=zeros((B, H), dtype), dc=zeros((B, H), dtype))
 
 
-@cuda.jit(device=True)
-def _sigmoid(x):
-    return _ONE / (_ONE + math.exp(-x))
-
-
 @jit
 def _gates_step(
     z,  # (B, 4H) in: x W_ih^T + h W_hh^T; out: activated i, f, g, o
@@ -74,10 +69,11 @@ def _gates_step(
     for idx in range(cuda.grid(1), B * H, cuda.gridsize(1)):
         b = idx // H
         j = idx - b * H
-        i = _sigmoid(z[b, j] + b_ih[j] + b_hh[j])
-        f = _sigmoid(z[b, H + j] + b_ih[H + j] + b_hh[H + j])
+        # sigmoid written out: no device-function call, so cuda.compile_ptx needs no driver
+        i = _ONE / (_ONE + math.exp(-(z[b, j] + b_ih[j] + b_hh[j])))
+        f = _ONE / (_ONE + math.exp(-(z[b, H + j] + b_ih[H + j] + b_hh[H + j])))
         g = math.tanh(z[b, 2 * H + j] + b_ih[2 * H + j] + b_hh[2 * H + j])
-        o = _sigmoid(z[b, 3 * H + j] + b_ih[3 * H + j] + b_hh[3 * H + j])
+        o = _ONE / (_ONE + math.exp(-(z[b, 3 * H + j] + b_ih[3 * H + j] + b_hh[3 * H + j])))
         z[b, j] = i
         z[b, H + j] = f
         z[b, 2 * H + j] = g
