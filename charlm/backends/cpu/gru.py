@@ -15,7 +15,9 @@ Speed design: the input projection of all T steps is one GEMM written straight i
 fused, vectorizable gate loop. Backward runs the fused gate-gradient loop and
 dh_{t-1} = dgh_t W_hh + z * dh_t per step; after the loop dW_ih, dW_hh, db and dx are one
 GEMM (or sum) over the whole window. ``h`` holds T+1 rows with row 0 = h0, so the previous
-state of every step is the contiguous slice h[:T] (no t=0 special case).
+state of every step is the contiguous slice h[:T] (no t=0 special case). Backward
+overwrites ``gates`` with the input-side gradients (saving 3TBH floats), so each forward
+allows one backward; a second one raises instead of returning wrong gradients.
 
 Activation memory, floats per layer (x4 bytes in float32):
     kept for backward: h (T+1)BH + gates 3TBH + hn TBH; backward scratch: dgh 3TBH,
@@ -78,25 +80,26 @@ def gru_forward(
         for j in range(H):
             h[0, b, j] = h0[b, j]
     np.dot(x.reshape(T * B, x.shape[2]), w_ih.T, gates.reshape(T * B, H3))
+    # One 1-D view per gate, indexed by j only: with offsets into one row (g[H + j], g[2H + j])
+    # LLVM left this loop scalar (measured 6x slower at B=64, H=256).
+    bir, biz, bin_ = b_ih[:H], b_ih[H:2 * H], b_ih[2 * H:]  # (H,) each
+    bhr, bhz, bhn = b_hh[:H], b_hh[H:2 * H], b_hh[2 * H:]  # (H,) each
     for t in range(T):
         np.dot(h[t], w_hh.T, hw)
-        g = gates[t]  # (B, 3H)
-        hp = h[t]  # (B, H)
-        ht = h[t + 1]  # (B, H)
-        hnt = hn[t]  # (B, H)
         for b in range(B):
-            gb = g[b]  # (3H,)
-            wb = hw[b]  # (3H,)
+            gr, gz, gn = gates[t, b, :H], gates[t, b, H:2 * H], gates[t, b, 2 * H:]  # (H,) each
+            wr, wz, wn = hw[b, :H], hw[b, H:2 * H], hw[b, 2 * H:]  # (H,) each
+            hp, ht, hnb = h[t, b], h[t + 1, b], hn[t, b]  # (H,) each
             for j in range(H):
-                r = sigmoid_f(gb[j] + b_ih[j] + wb[j] + b_hh[j])
-                z = sigmoid_f(gb[H + j] + b_ih[H + j] + wb[H + j] + b_hh[H + j])
-                a = wb[2 * H + j] + b_hh[2 * H + j]
-                n = tanh_f(gb[2 * H + j] + b_ih[2 * H + j] + r * a)
-                gb[j] = r
-                gb[H + j] = z
-                gb[2 * H + j] = n
-                hnt[b, j] = a
-                ht[b, j] = n + z * (hp[b, j] - n)
+                r = sigmoid_f(gr[j] + bir[j] + wr[j] + bhr[j])
+                z = sigmoid_f(gz[j] + biz[j] + wz[j] + bhz[j])
+                a = wn[j] + bhn[j]
+                n = tanh_f(gn[j] + bin_[j] + r * a)
+                gr[j] = r
+                gz[j] = z
+                gn[j] = n
+                hnb[j] = a
+                ht[j] = n + z * (hp[j] - n)
 
 
 @kernel
@@ -126,30 +129,26 @@ def gru_backward(
         for j in range(H):
             dh[b, j] = dhT[b, j]
     for t in range(T - 1, -1, -1):
-        g = gates[t]  # (B, 3H)
-        dg = dgh[t]  # (B, 3H)
-        hp = h[t]  # (B, H)
-        hnt = hn[t]  # (B, H)
-        dht = dhs[t]  # (B, H)
-        for b in range(B):
-            gb = g[b]  # (3H,)
-            dgb = dg[b]  # (3H,)
+        for b in range(B):  # 1-D views indexed by j only, as in the forward
+            gr, gz, gn = gates[t, b, :H], gates[t, b, H:2 * H], gates[t, b, 2 * H:]  # (H,) each
+            dr_h, dz_h, dn_h = dgh[t, b, :H], dgh[t, b, H:2 * H], dgh[t, b, 2 * H:]  # (H,) each
+            hp, hnb, dht, dhb, dhzb = h[t, b], hn[t, b], dhs[t, b], dh[b], dhz[b]  # (H,) each
             for j in range(H):
-                r = gb[j]
-                z = gb[H + j]
-                n = gb[2 * H + j]
-                d = dht[b, j] + dh[b, j]
+                r = gr[j]
+                z = gz[j]
+                n = gn[j]
+                d = dht[j] + dhb[j]
                 dn = (d - d * z) * (_ONE - n * n)
-                dr = dn * hnt[b, j] * (r - r * r)
-                dz = d * (hp[b, j] - n) * (z - z * z)
-                gb[j] = dr
-                gb[H + j] = dz
-                gb[2 * H + j] = dn
-                dgb[j] = dr
-                dgb[H + j] = dz
-                dgb[2 * H + j] = dn * r
-                dhz[b, j] = d * z
-        np.dot(dg, w_hh, dh)
+                dr = dn * hnb[j] * (r - r * r)
+                dz = d * (hp[j] - n) * (z - z * z)
+                gr[j] = dr
+                gz[j] = dz
+                gn[j] = dn
+                dr_h[j] = dr
+                dz_h[j] = dz
+                dn_h[j] = dn * r
+                dhzb[j] = d * z
+        np.dot(dgh[t], w_hh, dh)
         for b in range(B):
             for j in range(H):
                 dh[b, j] += dhz[b, j]

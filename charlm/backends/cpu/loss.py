@@ -11,7 +11,7 @@ loss (never a silently finite one).
 
 float32 exp: Numba lowers ``math.exp`` to a scalar libm call (no SVML); ``exp_f`` is a
 Cephes-style polynomial with 2^n built from the exponent bits, max rel error ~8e-8, which
-LLVM vectorizes (~7x faster on a (6400, 65) batch). float64 uses libm exp (exact gradcheck).
+LLVM vectorizes (~7x faster than libm on a (6400, 65) batch). float64 uses libm exp (exact gradcheck).
 """
 
 from __future__ import annotations
@@ -76,12 +76,32 @@ def _ov_exp(x):
     return None
 
 
-@kernel
+# Fast-math without nnan/ninf: the row reductions (max, sum) vectorize (5x faster at V=65)
+# while NaN and inf keep their IEEE meaning, so the NaN guard below still works.
+_FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+
+
+@kernel(fastmath=_FASTMATH, inline="always")
+def _exp_row(
+    src,  # (V,)
+    dst,  # (V,) out: exp(src - m); may be src itself
+    m,  # max of src
+):
+    s = _ZERO
+    for j in range(src.shape[0]):
+        e = exp_f(src[j] - m)
+        dst[j] = e
+        s += e
+    return s
+
+
+@kernel(fastmath=_FASTMATH)
 def _xent(
     logits,  # (N, V)
     targets,  # (N,) int32
-    dlogits,  # (N, V) out, or None; may be logits itself
+    dlogits,  # (N, V) out when mode == 1 (ignored otherwise)
     scale,  # scalar of the logits' dtype
+    mode,  # 0: loss only, 1: gradient into dlogits, 2: gradient into logits (in place)
 ):
     N, V = logits.shape
     total = 0.0
@@ -94,18 +114,20 @@ def _xent(
         bad = _ZERO  # 0, or NaN when the row holds a NaN or inf
         for j in range(V):
             m = max(m, row[j])
+        for j in range(V):
             bad += row[j] * _ZERO
         lt = row[tgt]
-        s = _ZERO
-        if dlogits is None:
+        if mode == 0:
+            s = _ZERO
             for j in range(V):
                 s += exp_f(row[j] - m)
         else:
-            d = dlogits[i]  # (V,)
-            for j in range(V):
-                e = exp_f(row[j] - m)
-                d[j] = e
-                s += e
+            if mode == 2:  # pass one array for both sides: LLVM then vectorizes without an alias check
+                d = row  # (V,)
+                s = _exp_row(row, row, m)
+            else:
+                d = dlogits[i]  # (V,)
+                s = _exp_row(row, d, m)
             c = scale / s
             for j in range(V):
                 d[j] *= c
@@ -116,4 +138,10 @@ def _xent(
 
 def xent(logits, targets, dlogits, scale):
     """Sum over rows of -log softmax(logits)[target]; writes scale * dLoss/dlogits when dlogits is given."""
-    return float(_xent(logits, targets, dlogits, logits.dtype.type(scale)))
+    if dlogits is None:
+        mode, dlogits = 0, logits
+    elif dlogits.__array_interface__["data"][0] == logits.__array_interface__["data"][0]:
+        mode = 2
+    else:
+        mode = 1
+    return float(_xent(logits, targets, dlogits, logits.dtype.type(scale), mode))
