@@ -57,18 +57,23 @@ class Optimizer:
         self.step_count = step_count
 
 
-def learning_rate(cfg: TrainConfig, step: int, total_steps: int | None) -> float:
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int | None, progress: float | None = None) -> float:
     """LR for optimizer step ``step`` (0-based): linear warmup, then constant, cosine or step decay.
 
     Cosine decays from ``lr`` to ``lr_min`` over ``total_steps`` (the --max-steps budget, or the
-    steps that --max-epochs implies); without a step count it stays constant after warmup.
+    steps that --max-epochs implies). With only a --max-time budget, ``progress`` (the fraction of
+    the time budget used) drives the decay instead; such a schedule depends on the machine's speed,
+    so it is not bit-reproducible across resumes. Without either it stays constant after warmup.
     """
     if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     if cfg.lr_schedule == "step":
         return cfg.lr * cfg.lr_gamma ** (step // cfg.lr_step_size)
-    if cfg.lr_schedule == "cosine" and total_steps:
-        span = max(1, total_steps - cfg.warmup_steps)
-        frac = min(1.0, (step - cfg.warmup_steps) / span)
+    if cfg.lr_schedule == "cosine" and (total_steps or progress is not None):
+        if total_steps:
+            frac = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        else:
+            frac = progress
+        frac = min(1.0, max(0.0, frac))
         return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1.0 + math.cos(math.pi * frac))
     return cfg.lr

@@ -161,6 +161,7 @@ class Trainer:
                     self.log.train_line(rec, total, self._eta(total, cps))
                     interval_loss, interval_steps, interval_time, interval_chars = 0.0, 0, 0.0, 0
                 stop_now = bool(stopper.signum)
+                t1 = time.perf_counter()  # evaluation, saving and sampling count toward --max-time
                 if self.step % cfg.eval_every == 0 and not stop_now:
                     if self._evaluate_and_save():
                         status = "early-stopped"
@@ -169,6 +170,7 @@ class Trainer:
                     self._save_checkpoint()
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
                     self._print_sample()
+                self.elapsed += time.perf_counter() - t1
                 if stop_now:
                     status = "interrupted"
                     exit_code = 128 + stopper.signum
@@ -203,7 +205,8 @@ class Trainer:
         from .optim import learning_rate
 
         total = self._budget_steps() or None
-        return learning_rate(self.cfg, self.step, total)
+        progress = self.elapsed / self.cfg.max_time if self.cfg.max_time and not total else None
+        return learning_rate(self.cfg, self.step, total, progress)
 
     def _eta(self, total: int, cps: float) -> float | None:
         cands = []
