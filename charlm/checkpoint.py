@@ -217,6 +217,11 @@ def _rotate(cur: Path, step: int) -> None:
     if old_step == step:
         return  # same step again: the new file supersedes it
     dst = cur.with_name(rotated_name(old_step))
+    try:  # already rotated (a crash came between the rotation and the new write): nothing to do
+        if os.path.samefile(cur, dst):
+            return
+    except OSError:
+        pass
     tmp = cur.with_name(f".{dst.name}.link.tmp")
     try:  # a hard link keeps checkpoint.safetensors in place until the new one replaces it
         if os.path.lexists(tmp):

@@ -8,13 +8,15 @@ error the temporary file is removed and the old file is untouched.
 
 ``RunLock`` holds ``fcntl.flock`` on ``RUN_DIR/.lock``. The kernel drops a
 flock when its holder dies, so a killed trainer never leaves a stale lock; the
-pid written into the file only serves the error message.
+pid written into the file only serves the error message. Whoever takes the lock
+removes the temporary files a killed writer left behind.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -26,6 +28,8 @@ except ImportError:  # pragma: no cover
     fcntl = None
 
 LOCK_NAME = ".lock"
+# temporary files of atomic_write_bytes (".NAME.<12 hex>.tmp") and of checkpoint rotation (".NAME.link.tmp")
+_TEMP_RE = re.compile(r"\..+\.(?:[0-9a-f]{12}|link)\.tmp")
 
 _FIXES = {
     errno.ENOSPC: "free some disk space or choose another --out",
@@ -164,6 +168,8 @@ class RunLock:
         except OSError:
             pass  # the pid only feeds the error message of a second trainer
         self._fd = fd
+        if fcntl is not None:  # we are the only writer now: nobody else can own these
+            remove_stale_temps(self.run_dir)
         return self
 
     def release(self) -> None:
@@ -182,6 +188,26 @@ class RunLock:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+
+def remove_stale_temps(directory) -> list[str]:
+    """Delete temporary files left in ``directory`` by a writer killed mid-write; returns their names.
+
+    Only safe while holding the directory's ``RunLock``: a live writer's temporary file would go too.
+    """
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if _TEMP_RE.fullmatch(name):
+            try:
+                os.unlink(os.path.join(directory, name))
+                removed.append(name)
+            except OSError:
+                pass  # best effort: a leftover temp file never breaks a later write
+    return removed
 
 
 def _read_pid(fd: int) -> str:

@@ -154,7 +154,7 @@ def expand_sources(sources, *, glob: str = "**/*", encoding: str = "utf-8", stdi
         s = os.fspath(src)
         path = Path(s)
         if s == "-":
-            out.append(_Source("stdin", "<stdin>", stream=stdin if stdin is not None else sys.stdin.buffer))
+            out.append(_Source("stdin", "<stdin>", stream=stdin if stdin is not None else _stdin_buffer()))
         elif path.is_dir():
             out.extend(_walk(path, glob, notice, nul_check))
         elif path.exists():
@@ -165,6 +165,15 @@ def expand_sources(sources, *, glob: str = "**/*", encoding: str = "utf-8", stdi
             raise UsageError(f"no such file, directory or named corpus: {s!r}. Named corpora: "
                              + ", ".join(corpora.names()))
     return out
+
+
+def _stdin_buffer():
+    """The binary stdin; ``UsageError`` when the process was started with stdin closed."""
+    stream = sys.stdin
+    if stream is None or getattr(stream, "closed", False):
+        raise UsageError("stdin is closed: pipe text in, e.g. `cat book.txt | charlm train -`, "
+                         "or pass a file instead of '-'")
+    return getattr(stream, "buffer", stream)
 
 
 def _decode_stream(read, label: str, encoding: str, errors: str, nul_check: bool, empty_msg: str):

@@ -19,6 +19,8 @@ _S = SampleConfig()
 
 def read_stdin() -> bytes:
     """All of stdin as bytes (text streams without a buffer are encoded as UTF-8)."""
+    if sys.stdin is None or sys.stdin.closed:
+        raise UsageError("stdin is closed: pipe text in, or pass a file instead of '-'")
     buf = getattr(sys.stdin, "buffer", None)
     return buf.read() if buf is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
 

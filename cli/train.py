@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -49,7 +50,8 @@ OPTIONS = [
     _opt("--test-frac", type=float, help="Fraction held out for testing (after validation).", default=0.0),
     _opt("--level", type=click.Choice(["char", "byte"]), help="Tokenize characters or UTF-8 bytes.", default="char"),
     _opt("--normalize", type=click.Choice(["NFC"]), help="Unicode-normalize the text first."),
-    _opt("--vocab-cap", type=int, help="Largest vocabulary allowed (0 = none).", default=0),
+    _opt("--vocab-cap", type=int, default=0,
+         help="Most symbols kept from the corpus (0 = no cap); --unknown replace adds one unknown id."),
     _opt("--unknown", type=click.Choice(["error", "replace"]),
          help="Symbols beyond --vocab-cap: an error, or one unknown id.", default="error"),
     _opt("--encoding", help="Text encoding of the corpus files.", default="utf-8"),
@@ -154,6 +156,7 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
     if result.best_val is not None:
         notice(f"best validation loss {result.best_val:.4f} nats/char ({result.best_val / 0.6931471805599453:.3f} "
                f"bpc); model in {result.run_dir}/model.safetensors")
-    notice(f"sample it with: charlm sample {result.run_dir}")
+    if os.path.exists(os.path.join(result.run_dir, "model.safetensors")):
+        notice(f"sample it with: charlm sample {result.run_dir}")
     if result.exit_code:
         sys.exit(result.exit_code)
