@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -73,10 +74,16 @@ class Trainer:
     # ----- the run ----------------------------------------------------------------------------
     def run(self) -> TrainResult:
         spec, cfg = self.spec, self.cfg
+        created = not os.path.exists(spec.run_dir)
         ckpt.check_writable_dir(spec.run_dir)
         with ckpt.RunLock(spec.run_dir):
             set_threads(cfg.threads)
-            data = build_data(spec, notice=self.notice)
+            try:
+                data = build_data(spec, notice=self.notice)
+            except BaseException:
+                if created and not spec.resumed:  # a bad corpus leaves no empty run directory behind
+                    shutil.rmtree(spec.run_dir, ignore_errors=True)
+                raise
             self.tok, self.streams, self.val = data.tokenizer, data.streams, data.val
             self.cfg = cfg = data.train_cfg  # batch/seq may have shrunk to fit
             self.mcfg = spec.model              # vocabulary size known now
@@ -135,8 +142,10 @@ class Trainer:
                 grad_norm = self.opt.clip()
                 if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                     status, exit_code = "diverged", 1
+                    saved = any(p.exists() for p in ckpt.checkpoint_paths(self.spec.run_dir))
+                    kept = "the last good checkpoint is kept" if saved else "no checkpoint had been saved yet"
                     self.log.say(f"training diverged at step {self.step + 1} (loss {loss}, grad norm {grad_norm}); "
-                                 "the last good checkpoint is kept. Try a lower --lr or a --clip-norm.")
+                                 f"{kept}. Try a lower --lr or a --clip-norm.")
                     break
                 lr = self._lr()
                 self.opt.step(lr)

@@ -63,6 +63,11 @@ class CharlmGroup(click.Group):
             if debug_enabled(ctx):
                 raise
             raise CharlmCLIError(str(e), e.exit_code) from None
+        except KeyboardInterrupt:
+            if debug_enabled(ctx):
+                raise
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
 
 
 def debug_enabled(ctx=None) -> bool:
