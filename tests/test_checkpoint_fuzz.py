@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -124,7 +125,8 @@ def test_mutated_checkpoint(files, ops):
 
 json_leaf = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
              | st.sampled_from([-1, 0, 2**31, 2**63, 2**64 - 1, 10**30, "F32", "I64", "BF16", "1", "2",
-                                "charlm-model", "charlm-checkpoint", [0, 0], [0, 2**62], [2**40, 2**40]]))
+                                "charlm-model", "charlm-checkpoint", [0, 0], [0, 2**62], [2**40, 2**40]])
+             .map(copy.deepcopy))  # the mutators edit drawn lists in place: never hand out shared ones
 json_value = st.recursive(json_leaf, lambda ch: st.lists(ch, max_size=3)
                           | st.dictionaries(st.text(max_size=6), ch, max_size=3), max_leaves=8)
 
