@@ -178,3 +178,26 @@ def test_cli_train_and_print_config(corpus, tmp_path):
         r = runner.invoke(cli, ["train", corpus, "--out", str(tmp_path / "x"), *bad])
         assert r.exit_code == 2, (bad, r.output)
         assert "Traceback" not in r.output
+
+
+def test_patience_keep_and_sample_every(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    notes = []
+    res = train([corpus], {**TINY, "max_steps": 400, "eval_every": 2, "save_every": 2, "keep": 2,
+                           "patience": 1, "lr": 0.5, "optimizer": "sgd", "momentum": 0.0,
+                           "sample_every": 2, "out": out}, notice=notes.append)
+    # a huge SGD step makes validation worse at once: patience 1 stops at the first bad evaluation
+    assert res.status == "early-stopped" and res.step < 400
+    ckpts = sorted(p for p in os.listdir(out) if p.startswith("checkpoint"))
+    assert len(ckpts) <= 2 and "checkpoint.safetensors" in ckpts
+
+
+def test_train_from_stdin_and_named_corpus(tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(TEXT.encode()), encoding="utf-8"))
+    res = train(["-"], {**TINY, "max_steps": 2, "out": str(tmp_path / "stdin")})
+    assert res.step == 2
+    res = train(["hello"], {"cell": "rnn", "layers": 1, "hidden": 8, "embed": 0, "max_steps": 2,
+                            "val_frac": 0.0, "out": str(tmp_path / "hello")})
+    assert res.step == 2 and os.path.exists(tmp_path / "hello" / "model.safetensors")
