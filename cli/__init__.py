@@ -12,6 +12,7 @@ traceback unless ``--debug`` (or ``CHARLM_DEBUG=1``) is given.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 
