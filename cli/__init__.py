@@ -31,7 +31,6 @@ COMMANDS = {
     "info": "info:info",
     "plot": "plot:plot",
     "import": "interop:import_cmd",
-    "bench": "bench:bench",
 }
 
 
