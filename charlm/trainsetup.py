@@ -177,11 +177,22 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
 
 
 def set_threads(n: int) -> None:
-    """One owner of the cores: Numba's threads and the BLAS pools all get ``n`` (0 = all cores)."""
+    """One owner of the cores: Numba's pool gets ``n`` threads (0 = every CPU this process may
+    use); the BLAS that the kernels call runs on 1 thread (the CPU backend sets that on import).
+
+    The CPU kernels split every phase over Numba's threads themselves (hidden units in the
+    recurrent loops, rows in the window GEMMs) and call single-threaded BLAS inside those
+    threads; a threaded BLAS on top would oversubscribe the cores. Measured with
+    bench/bench_train.py on 2 cores (Zen 4), chars/s of this policy over "BLAS owns the cores"
+    (Numba 1 thread, OpenBLAS 2 threads, same kernels): S-lstm 1.07, M-lstm 1.03, M-gru 1.07,
+    M-rnn 1.00, L-lstm 0.99 (noise is about +-5%); over 1 thread: 1.7-1.9x at M and L.
+    The loop split synchronises once per time step, so more threads than physical cores
+    (SMT siblings) are unlikely to help; not measured beyond 2 cores.
+    """
     import numba
-    from threadpoolctl import threadpool_limits
 
-    n = n or os.cpu_count() or 1
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    threadpool_limits(n)
+    from .backends import cpu  # noqa: F401  (importing it sets the BLAS its kernels call to 1 thread)
 
+    if not n:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))

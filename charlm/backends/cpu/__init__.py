@@ -7,14 +7,41 @@ or import the others.
 from __future__ import annotations
 
 import importlib
+import os
 
 import numpy as np
 
-# Numba's np.dot calls SciPy's own OpenBLAS, which is loaded lazily on the first kernel call;
-# load it now so threadpoolctl limits (the one owner of the cores) reach it too.
+# Numba's np.dot (and blas.gemm) call SciPy's own OpenBLAS, which is loaded lazily on the first
+# kernel call; load it now so that the thread limit below reaches it.
 import scipy.linalg.cython_blas  # noqa: F401
 
 name = "cpu"
+
+
+def _single_threaded_blas() -> None:
+    """The kernels split their work over Numba's threads and call BLAS inside each of them, so the
+    BLAS they call must run on one thread (a threaded one oversubscribes the cores: evaluation
+    ran 20x slower). Only SciPy's copy is limited when it has its own (pip wheels); numpy's
+    BLAS keeps its threads. With one shared BLAS (e.g. conda), that one is limited."""
+    from threadpoolctl import ThreadpoolController
+
+    ctl = ThreadpoolController()
+    paths = [lib["filepath"] for lib in ctl.info() if lib["user_api"] == "blas"]
+    scipys = [p for p in paths if os.path.basename(os.path.dirname(p)).lower().startswith("scipy")]
+    if scipys or paths:
+        ctl.select(filepath=scipys or paths).limit(limits=1)
+
+
+_single_threaded_blas()
+
+# The recurrent loops fork and join Numba's threads once per time step: ~1 us with the omp
+# threading layer, ~80 us with workqueue (measured); Numba's own default tries tbb first.
+# Prefer omp unless the user chose a layer.
+if not ({"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ)):
+    import numba
+
+    os.environ["NUMBA_THREADING_LAYER_PRIORITY"] = "omp tbb workqueue"  # survives Numba's config reloads
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 _EXPORTS = {
     "embed_forward": "embed", "embed_backward": "embed", "onehot": "embed",

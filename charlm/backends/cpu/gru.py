@@ -10,18 +10,21 @@ Gate layout: the 3H rows of w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,) are r, 
 The n gate's hidden part is multiplied by r, so its pre-activation gradient differs between
 the input side (dn_pre) and the hidden side (dn_pre * r): backward keeps both.
 
-Speed design: the input projection of all T steps is one GEMM written straight into
-``gates`` (N, 3H) with N = T*B; each step runs one GEMM h_{t-1} W_hh^T into ``hw`` and a
-fused, vectorizable gate loop. Backward runs the fused gate-gradient loop and
-dh_{t-1} = dgh_t W_hh + z * dh_t per step; after the loop dW_ih, dW_hh, db and dx are one
-GEMM (or sum) over the whole window. ``h`` holds T+1 rows with row 0 = h0, so the previous
-state of every step is the contiguous slice h[:T] (no t=0 special case). Backward
-overwrites ``gates`` with the input-side gradients (saving 3TBH floats), so each forward
-allows one backward; a second one raises instead of returning wrong gradients.
+Speed design (threads and gate order: see ``recurrent``): the input projection of all T steps
+is one GEMM written straight into ``gp`` (split over rows). The recurrence splits the hidden
+units: at each step thread k computes h_{t-1} W_hh[its units]^T into its columns of ``hw`` (one
+GEMM, all B rows) and runs the fused, vectorizable gate loop for its units; one fork-join per
+step. Backward, per step and unit chunk: dh_t[its units] = z * dh_{t+1} (left there by the gate
+loop) + dgh_{t+1} W_hh[:, its units] (a GEMM with beta = 1), then the gate-gradient loop (which
+also sums the bias gradients of its columns); after the loop dW_ih, dW_hh and dx are window
+GEMMs. ``h`` holds T+1 rows with row 0 = h0, so the previous state of every step is the
+contiguous slice h[:T]. Backward overwrites ``gp`` with the input-side gradients (saving 3TBH
+floats), so each forward allows one backward; a second one raises instead of returning wrong
+gradients.
 
 Activation memory, floats per layer (x4 bytes in float32):
-    kept for backward: h (T+1)BH + gates 3TBH + hn TBH; backward scratch: dgh 3TBH,
-    hw 3BH, dh/dhz 2BH  ->  about 8*T*B*H per layer, 8*L*T*B*H for L layers
+    kept for backward: h (T+1)BH + gates 3TBH + hn TBH; backward scratch: dgh 3TBH, hw 3BH,
+    dh BH; permuted weights and their gradients 6H(I+H)  ->  about 8*T*B*H per layer
     (L=2, T=100, B=64, H=512: 52.4M floats = 210 MB).
 """
 
@@ -29,11 +32,15 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
+from numba import prange
 
 from ...errors import CharlmError
+from .blas import gemm
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
+from .recurrent import permute_rows, project, split, weight_grads
 
 G = 3
 _ONE = np.float32(1.0)
@@ -42,136 +49,184 @@ _ONE = np.float32(1.0)
 class Workspace(NamedTuple):
     h: np.ndarray  # (T+1, B, H) h[0] = h0, h[t+1] = h_t
     hs: np.ndarray  # (T, B, H) view h[1:]: the layer's outputs
-    gates: np.ndarray  # (T, B, 3H) input projection, then activated r, z, n; backward: input-side dpre
+    gp: np.ndarray  # (T, B, 3H) permuted: input projection, then activated r, z, n; backward: input-side dpre
     hn: np.ndarray  # (T, B, H) W_hn h_{t-1} + b_hn (the n gate's hidden part, before r *)
-    hw: np.ndarray  # (B, 3H) h_{t-1} W_hh^T of the current step
-    dgh: np.ndarray  # (T, B, 3H) hidden-side dLoss/dpre: dr, dz, dn * r
+    hw: np.ndarray  # (B, 3H) permuted h_{t-1} W_hh^T of the current step
+    dgh: np.ndarray  # (T, B, 3H) permuted hidden-side dLoss/dpre: dr, dz, dn * r
+    wp_ih: np.ndarray  # (3H, I) permuted w_ih
+    wp_hh: np.ndarray  # (3H, H) permuted w_hh
+    dwp_ih: np.ndarray  # (3H, I) scratch: dw_ih in permuted order
+    dwp_hh: np.ndarray  # (3H, H) scratch: dw_hh in permuted order
+    bp: np.ndarray  # (2, 3H, 1) [0]: b_ih + b_hh for r, z and b_ih for n; [1]: the same permuted
+    dbs: np.ndarray  # (2, 3H) permuted bias gradients: input side, hidden side
     dh: np.ndarray  # (B, H) dLoss/dh carried backwards
-    dhz: np.ndarray  # (B, H) z * dLoss/dh_t: the direct path to h_{t-1}
-    fresh: np.ndarray  # (1,) int8: 1 after forward, 0 after backward (which consumes gates)
+    nc: np.ndarray  # (1,) int64: unit chunks of the last forward (its permutation)
+    fresh: np.ndarray  # (1,) int8: 1 after forward, 0 after backward (which consumes gp)
 
 
 def alloc(T, B, I, H, dtype=np.float32):
-    """Workspace for windows of T steps, batch B, input size I, hidden size H (I is unused)."""
+    """Workspace for windows of T steps, batch B, input size I, hidden size H."""
     h = np.zeros((T + 1, B, H), dtype)
-    return Workspace(
-        h=h, hs=h[1:], gates=np.zeros((T, B, G * H), dtype), hn=np.zeros((T, B, H), dtype),
-        hw=np.zeros((B, G * H), dtype), dgh=np.zeros((T, B, G * H), dtype),
-        dh=np.zeros((B, H), dtype), dhz=np.zeros((B, H), dtype), fresh=np.zeros(1, np.int8),
-    )
+    z = lambda *shape: np.zeros(shape, dtype)
+    return Workspace(h=h, hs=h[1:], gp=z(T, B, G * H), hn=z(T, B, H), hw=z(B, G * H), dgh=z(T, B, G * H),
+                     wp_ih=z(G * H, I), wp_hh=z(G * H, H), dwp_ih=z(G * H, I), dwp_hh=z(G * H, H),
+                     bp=z(2, G * H, 1), dbs=z(2, G * H), dh=z(B, H), nc=np.ones(1, np.int64),
+                     fresh=np.zeros(1, np.int8))
 
 
 @kernel
+def _fwd_units(
+    h,  # (T+1, B, H) out: row t+1, units u0..u1
+    gp,  # (T, B, 3H) in: input projection; out: activations (this chunk's columns)
+    hn,  # (T, B, H) out: W_hn h_{t-1} + b_hn, units u0..u1
+    hw,  # (B, 3H) scratch (this chunk's columns)
+    wp_hh,  # (3H, H) permuted
+    bp,  # (3H,) permuted: b_ih + b_hh (r, z), b_ih (n)
+    b_hh,  # (3H,) PyTorch order (its n part, b_hn, is used)
+    t, u0, u1,
+):
+    T, B, H3 = gp.shape
+    H = H3 // 3
+    hk = u1 - u0
+    gemm(False, True, B, 3 * hk, H, 1.0, h, t * B * H, H, wp_hh, 3 * u0 * H, H, 0.0, hw, 3 * u0, H3)
+    bb = bp[3 * u0:3 * u1]  # (3hk,)
+    br, bz, bin_ = bb[:hk], bb[hk:2 * hk], bb[2 * hk:]  # (hk,) each
+    bhn = b_hh[2 * H + u0:2 * H + u1]  # (hk,)
+    # One 1-D view per gate, indexed by j only: with offsets into one row (g[H + j], g[2H + j])
+    # LLVM left this loop scalar (measured 6x slower at B=64, H=256).
+    for b in range(B):
+        gb, wb = gp[t, b, 3 * u0:3 * u1], hw[b, 3 * u0:3 * u1]  # (3hk,)
+        gr, gz, gn = gb[:hk], gb[hk:2 * hk], gb[2 * hk:]  # (hk,) each
+        wr, wz, wn = wb[:hk], wb[hk:2 * hk], wb[2 * hk:]  # (hk,) each
+        hp, ht, hnb = h[t, b, u0:u1], h[t + 1, b, u0:u1], hn[t, b, u0:u1]  # (hk,) each
+        for j in range(hk):
+            r = sigmoid_f(gr[j] + wr[j] + br[j])
+            z = sigmoid_f(gz[j] + wz[j] + bz[j])
+            a = wn[j] + bhn[j]
+            n = tanh_f(gn[j] + bin_[j] + r * a)
+            gr[j] = r
+            gz[j] = z
+            gn[j] = n
+            hnb[j] = a
+            ht[j] = n + z * (hp[j] - n)
+
+
+@kernel(parallel=True)
 def gru_forward(
     h,  # (T+1, B, H) out: h0 then h_0..h_{T-1}
-    gates,  # (T, B, 3H) out: activated r, z, n
+    gp,  # (T, B, 3H) in: x W_ih^T (permuted); out: activated r, z, n (permuted)
     hn,  # (T, B, H) out: W_hn h_{t-1} + b_hn
     hw,  # (B, 3H) scratch
-    x,  # (T, B, I)
     h0,  # (B, H)
-    w_ih,  # (3H, I)
-    w_hh,  # (3H, H)
-    b_ih,  # (3H,)
+    wp_hh,  # (3H, H) permuted
+    bp,  # (3H,) permuted bias (see _fwd_units)
     b_hh,  # (3H,)
+    nc,  # unit chunks
 ):
-    T, B, H3 = gates.shape
+    T, B, H3 = gp.shape
     H = H3 // 3
     for b in range(B):  # copy first: h0 may alias h[T] (carried state)
         for j in range(H):
             h[0, b, j] = h0[b, j]
-    np.dot(x.reshape(T * B, x.shape[2]), w_ih.T, gates.reshape(T * B, H3))
-    # One 1-D view per gate, indexed by j only: with offsets into one row (g[H + j], g[2H + j])
-    # LLVM left this loop scalar (measured 6x slower at B=64, H=256).
-    bir, biz, bin_ = b_ih[:H], b_ih[H:2 * H], b_ih[2 * H:]  # (H,) each
-    bhr, bhz, bhn = b_hh[:H], b_hh[H:2 * H], b_hh[2 * H:]  # (H,) each
     for t in range(T):
-        np.dot(h[t], w_hh.T, hw)
-        for b in range(B):
-            gr, gz, gn = gates[t, b, :H], gates[t, b, H:2 * H], gates[t, b, 2 * H:]  # (H,) each
-            wr, wz, wn = hw[b, :H], hw[b, H:2 * H], hw[b, 2 * H:]  # (H,) each
-            hp, ht, hnb = h[t, b], h[t + 1, b], hn[t, b]  # (H,) each
-            for j in range(H):
-                r = sigmoid_f(gr[j] + bir[j] + wr[j] + bhr[j])
-                z = sigmoid_f(gz[j] + biz[j] + wz[j] + bhz[j])
-                a = wn[j] + bhn[j]
-                n = tanh_f(gn[j] + bin_[j] + r * a)
-                gr[j] = r
-                gz[j] = z
-                gn[j] = n
-                hnb[j] = a
-                ht[j] = n + z * (hp[j] - n)
+        for k in prange(nc):
+            _fwd_units(h, gp, hn, hw, wp_hh, bp, b_hh, t, k * H // nc, (k + 1) * H // nc)
 
 
 @kernel
-def gru_backward(
-    dw_ih,  # (3H, I) out
-    dw_hh,  # (3H, H) out
-    db_ih,  # (3H,) out
-    db_hh,  # (3H,) out
-    dx,  # (T, B, I) out
-    dh0,  # (B, H) out
-    gates,  # (T, B, 3H) in: activated r, z, n from forward; out: input-side dLoss/dpre
-    dgh,  # (T, B, 3H) scratch: hidden-side dLoss/dpre
-    dh,  # (B, H) scratch
-    dhz,  # (B, H) scratch
+def _bwd_units(
+    gp,  # (T, B, 3H) in: activations; out: input-side dLoss/dpre (this chunk's columns of row t)
+    dgh,  # (T, B, 3H) out: hidden-side dLoss/dpre (this chunk's columns of row t)
+    dbs,  # (2, 3H) in/out: permuted bias-gradient sums
+    dh,  # (B, H) in: z * dh_{t+1} (this chunk's units); out: z * dh_t
     h,  # (T+1, B, H) from forward
     hn,  # (T, B, H) from forward
-    x,  # (T, B, I)
-    w_ih,  # (3H, I)
-    w_hh,  # (3H, H)
+    wp_hh,  # (3H, H) permuted
+    dhs,  # (T, B, H) dLoss/dh_t from above
+    t, u0, u1,
+):
+    T, B, H3 = gp.shape
+    H = H3 // 3
+    hk = u1 - u0
+    if t < T - 1:  # dh_t = z * dh_{t+1} + dgh_{t+1} W_hh for this chunk's units
+        gemm(False, False, B, hk, H3, 1.0, dgh, (t + 1) * B * H3, H3, wp_hh, u0, H, 1.0, dh, u0, H)
+    si, sh = dbs[0, 3 * u0:3 * u1], dbs[1, 3 * u0:3 * u1]  # (3hk,) each
+    sir, siz, sin_, shn = si[:hk], si[hk:2 * hk], si[2 * hk:], sh[2 * hk:]  # (hk,) each
+    for b in range(B):  # 1-D views indexed by j only, as in the forward
+        gb, db = gp[t, b, 3 * u0:3 * u1], dgh[t, b, 3 * u0:3 * u1]  # (3hk,)
+        gr, gz, gn = gb[:hk], gb[hk:2 * hk], gb[2 * hk:]  # (hk,) each
+        dr_h, dz_h, dn_h = db[:hk], db[hk:2 * hk], db[2 * hk:]  # (hk,) each
+        hp, hnb, dht, dhb = h[t, b, u0:u1], hn[t, b, u0:u1], dhs[t, b, u0:u1], dh[b, u0:u1]  # (hk,) each
+        for j in range(hk):
+            r = gr[j]
+            z = gz[j]
+            n = gn[j]
+            d = dht[j] + dhb[j]
+            dn = (d - d * z) * (_ONE - n * n)
+            dr = dn * hnb[j] * (r - r * r)
+            dz = d * (hp[j] - n) * (z - z * z)
+            gr[j] = dr
+            gz[j] = dz
+            gn[j] = dn
+            dr_h[j] = dr
+            dz_h[j] = dz
+            dn_h[j] = dn * r
+            sir[j] += dr
+            siz[j] += dz
+            sin_[j] += dn
+            shn[j] += dn * r
+            dhb[j] = d * z  # the direct path to h_{t-1}; the next step's GEMM adds dgh_t W_hh
+
+
+@kernel(parallel=True)
+def gru_backward(
+    dh0,  # (B, H) out
+    gp,  # (T, B, 3H) in: permuted activations from forward; out: input-side dLoss/dpre
+    dgh,  # (T, B, 3H) out: permuted hidden-side dLoss/dpre
+    dbs,  # (2, 3H) out: permuted bias gradients (input side, hidden side)
+    dh,  # (B, H) scratch
+    h,  # (T+1, B, H) from forward
+    hn,  # (T, B, H) from forward
+    wp_hh,  # (3H, H) permuted
     dhs,  # (T, B, H) dLoss/dh_t from above
     dhT,  # (B, H) dLoss/dh_{T-1} from the future
+    nc,  # unit chunks (as in the forward)
 ):
-    T, B, H3 = gates.shape
+    T, B, H3 = gp.shape
     H = H3 // 3
-    N = T * B
     for b in range(B):
         for j in range(H):
             dh[b, j] = dhT[b, j]
+    for k in range(H3):
+        dbs[0, k] = 0
+        dbs[1, k] = 0
     for t in range(T - 1, -1, -1):
-        for b in range(B):  # 1-D views indexed by j only, as in the forward
-            gr, gz, gn = gates[t, b, :H], gates[t, b, H:2 * H], gates[t, b, 2 * H:]  # (H,) each
-            dr_h, dz_h, dn_h = dgh[t, b, :H], dgh[t, b, H:2 * H], dgh[t, b, 2 * H:]  # (H,) each
-            hp, hnb, dht, dhb, dhzb = h[t, b], hn[t, b], dhs[t, b], dh[b], dhz[b]  # (H,) each
-            for j in range(H):
-                r = gr[j]
-                z = gz[j]
-                n = gn[j]
-                d = dht[j] + dhb[j]
-                dn = (d - d * z) * (_ONE - n * n)
-                dr = dn * hnb[j] * (r - r * r)
-                dz = d * (hp[j] - n) * (z - z * z)
-                gr[j] = dr
-                gz[j] = dz
-                gn[j] = dn
-                dr_h[j] = dr
-                dz_h[j] = dz
-                dn_h[j] = dn * r
-                dhzb[j] = d * z
-        np.dot(dgh[t], w_hh, dh)
-        for b in range(B):
-            for j in range(H):
-                dh[b, j] += dhz[b, j]
+        for k in prange(nc):
+            _bwd_units(gp, dgh, dbs, dh, h, hn, wp_hh, dhs, t, k * H // nc, (k + 1) * H // nc)
+    gemm(False, False, B, H, H3, 1.0, dgh, 0, H3, wp_hh, 0, H, 1.0, dh, 0, H)  # dh0 = z * dh_0 + dgh_0 W_hh
     for b in range(B):
         for j in range(H):
             dh0[b, j] = dh[b, j]
-    dx2 = gates.reshape(N, H3)  # (N, 3H)
-    dh2 = dgh.reshape(N, H3)  # (N, 3H)
-    np.dot(dx2.T, x.reshape(N, x.shape[2]), dw_ih)
-    np.dot(dh2.T, h[:T].reshape(N, H), dw_hh)
-    np.dot(dx2, w_ih, dx.reshape(N, x.shape[2]))
-    for k in range(H3):
-        db_ih[k] = 0
-        db_hh[k] = 0
-    for m in range(N):
-        for k in range(H3):
-            db_ih[k] += dx2[m, k]
-            db_hh[k] += dh2[m, k]
+    for k in range(nc):  # the r and z parts of the two sides are the same gradients
+        u0 = k * H // nc
+        hk = (k + 1) * H // nc - u0
+        for u in range(2 * hk):
+            dbs[1, 3 * u0 + u] = dbs[0, 3 * u0 + u]
 
 
 def forward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, relu=False):
-    """Run the window: fills ws.hs, ws.gates, ws.hn (c0 and relu are ignored: GRU has no cell state)."""
-    gru_forward(ws.h, ws.gates, ws.hn, ws.hw, x, h0, w_ih, w_hh, b_ih, b_hh)
+    """Run the window: fills ws.hs, ws.gp, ws.hn (c0 and relu are ignored: GRU has no cell state)."""
+    H = h0.shape[1]
+    nc = split(H)
+    ws.nc[0] = nc
+    b0 = ws.bp[0, :, 0]  # (3H,)
+    np.add(b_ih[:2 * H], b_hh[:2 * H], out=b0[:2 * H])
+    b0[2 * H:] = b_ih[2 * H:]
+    permute_rows(ws.wp_ih, w_ih, G, nc)
+    permute_rows(ws.wp_hh, w_hh, G, nc)
+    permute_rows(ws.bp[1], ws.bp[0], G, nc)
+    project(ws.gp, x, ws.wp_ih, numba.get_num_threads())
+    gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, ws.wp_hh, ws.bp[1, :, 0], b_hh, nc)
     ws.fresh[0] = 1
 
 
@@ -179,13 +234,15 @@ def backward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dhs, dhT, dcT,
              dw_ih, dw_hh, db_ih, db_hh, dx, dh0, dc0, relu=False):
     """BPTT through the window of the last ``forward`` on ``ws``; overwrites every d* output.
 
-    Consumes ws.gates (overwritten with gradients): run forward again before a second backward.
-    h0 is read from ws (forward stored it), so a caller may pass a view that the forward of
-    the next window has since overwritten. dcT is ignored and dc0 is zero-filled.
+    Consumes ws.gp (overwritten with gradients): run forward again before a second backward.
+    h0 and the weights are read from ws (forward stored them), so a caller may pass views that
+    the forward of the next window has since overwritten. dcT is ignored and dc0 is zero-filled.
     """
     if not ws.fresh[0]:
         raise CharlmError("GRU backward needs a forward on the same workspace first (backward consumes it)")
     ws.fresh[0] = 0
-    gru_backward(dw_ih, dw_hh, db_ih, db_hh, dx, dh0, ws.gates, ws.dgh, ws.dh, ws.dhz,
-                 ws.h, ws.hn, x, w_ih, w_hh, dhs, dhT)
+    nc = int(ws.nc[0])
+    gru_backward(dh0, ws.gp, ws.dgh, ws.dbs, ws.dh, ws.h, ws.hn, ws.wp_hh, dhs, dhT, nc)
+    weight_grads(dw_ih, dw_hh, db_ih, db_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.gp, ws.dgh, ws.dbs, x, ws.h, ws.wp_ih,
+                 G, nc)
     dc0.fill(0)

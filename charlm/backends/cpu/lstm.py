@@ -8,16 +8,18 @@ Equations (PyTorch nn.LSTM), per step t with h_{-1} = h0, c_{-1} = c0:
     h_t = o * tanh(c_t)
 Gate layout: the 4H rows of w_ih (4H, I), w_hh (4H, H), b_ih, b_hh (4H,) are i, f, g, o blocks.
 
-Speed design: the input projection of all T steps is one GEMM written straight into
-``gates`` (N, 4H) with N = T*B; each step adds h_{t-1} W_hh^T (one GEMM into ``hw``) and
-runs a fused, vectorizable gate loop. Backward runs the fused gate-gradient loop and
-dh_{t-1} = dz_t W_hh per step; after the loop dW_ih, dW_hh, db and dx are one GEMM (or
-sum) over the whole window. ``h``/``c`` hold T+1 rows with row 0 = h0/c0, so the
+Speed design (threads and gate order: see ``recurrent``): the input projection of all T steps
+is one GEMM written straight into ``gp`` (split over rows). The recurrence splits the hidden
+units: at each step thread k adds h_{t-1} W_hh[its units]^T into its gate columns (one GEMM with
+beta = 1, all B rows) and runs the fused, vectorizable gate loop for its units; one fork-join
+per step. Backward, per step and unit chunk: dh_t[its units] = dz_{t+1} W_hh[:, its units], then
+the gate-gradient loop (which also sums the bias gradients of its columns); after the loop
+dW_ih, dW_hh and dx are window GEMMs. ``h``/``c`` hold T+1 rows with row 0 = h0/c0, so the
 previous state of every step is the contiguous slice h[:T] (no t=0 special case).
 
 Activation memory, floats per layer (x4 bytes in float32):
-    kept for backward: h, c 2(T+1)BH + gates 4TBH; backward scratch: dgates 4TBH,
-    hw 4BH, dh/dc 2BH  ->  about 10*T*B*H per layer, 10*L*T*B*H for L layers
+    kept for backward: h, c 2(T+1)BH + gates 4TBH; backward scratch: dgates 4TBH, dh/dc 2BH;
+    permuted weights and their gradients 8H(I+H)  ->  about 10*T*B*H per layer, 10*L*T*B*H for L layers
     (L=2, T=100, B=64, H=512: 65.5M floats = 262 MB).
 """
 
@@ -25,10 +27,14 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
+from numba import prange
 
+from .blas import gemm
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
+from .recurrent import permute_rows, project, split, weight_grads
 
 G = 4
 _ONE = np.float32(1.0)
@@ -39,146 +45,205 @@ class Workspace(NamedTuple):
     c: np.ndarray  # (T+1, B, H) c[0] = c0, c[t+1] = c_t
     hs: np.ndarray  # (T, B, H) view h[1:]: the layer's outputs
     cs: np.ndarray  # (T, B, H) view c[1:]
-    gates: np.ndarray  # (T, B, 4H) input projection, then activated i, f, g, o
-    hw: np.ndarray  # (B, 4H) h_{t-1} W_hh^T of the current step
-    dgates: np.ndarray  # (T, B, 4H) dLoss/dz (pre-activation)
+    gp: np.ndarray  # (T, B, 4H) permuted: input projection, then activated i, f, g, o
+    dgp: np.ndarray  # (T, B, 4H) permuted dLoss/dz (pre-activation)
+    wp_ih: np.ndarray  # (4H, I) permuted w_ih
+    wp_hh: np.ndarray  # (4H, H) permuted w_hh
+    dwp_ih: np.ndarray  # (4H, I) scratch: dw_ih in permuted order
+    dwp_hh: np.ndarray  # (4H, H) scratch: dw_hh in permuted order
+    bp: np.ndarray  # (2, 4H, 1) [0]: b_ih + b_hh; [1]: the same permuted (the forward's bias)
+    dbs: np.ndarray  # (2, 4H) permuted bias gradients (both rows the same)
     dh: np.ndarray  # (B, H) dLoss/dh carried backwards
     dc: np.ndarray  # (B, H) dLoss/dc carried backwards
+    nc: np.ndarray  # (1,) int64: unit chunks of the last forward (its permutation)
+
+    @property
+    def gates(self):
+        """(T, B, 4H) activated i, f, g, o of the last forward in PyTorch's order (a copy)."""
+        return unpermute(self.gp, int(self.nc[0]))
+
+
+def unpermute(gp, nc):
+    """(T, B, G*H) in PyTorch's gate order from a permuted buffer (a copy; for tests and inspection)."""
+    T, B, GH = gp.shape
+    H = GH // G
+    out = np.empty_like(gp)
+    for k in range(nc):
+        u0, u1 = k * H // nc, (k + 1) * H // nc
+        blk = gp[:, :, G * u0:G * u1].reshape(T, B, G, u1 - u0)
+        for g in range(G):
+            out[:, :, g * H + u0:g * H + u1] = blk[:, :, g]
+    return out
 
 
 def alloc(T, B, I, H, dtype=np.float32):
-    """Workspace for windows of T steps, batch B, input size I, hidden size H (I is unused)."""
+    """Workspace for windows of T steps, batch B, input size I, hidden size H."""
     h = np.zeros((T + 1, B, H), dtype)
     c = np.zeros((T + 1, B, H), dtype)
-    return Workspace(
-        h=h, c=c, hs=h[1:], cs=c[1:],
-        gates=np.zeros((T, B, G * H), dtype), hw=np.zeros((B, G * H), dtype),
-        dgates=np.zeros((T, B, G * H), dtype), dh=np.zeros((B, H), dtype), dc=np.zeros((B, H), dtype),
-    )
+    z = lambda *shape: np.zeros(shape, dtype)
+    return Workspace(h=h, c=c, hs=h[1:], cs=c[1:], gp=z(T, B, G * H), dgp=z(T, B, G * H),
+                     wp_ih=z(G * H, I), wp_hh=z(G * H, H), dwp_ih=z(G * H, I), dwp_hh=z(G * H, H),
+                     bp=z(2, G * H, 1), dbs=z(2, G * H),
+                     dh=z(B, H), dc=z(B, H), nc=np.ones(1, np.int64))
 
 
 @kernel
+def _fwd_units(
+    h,  # (T+1, B, H) out: row t+1, units u0..u1
+    c,  # (T+1, B, H) out: row t+1, units u0..u1
+    gp,  # (T, B, 4H) in: pre-activations; out: activations (this chunk's columns)
+    wp_hh,  # (4H, H) permuted
+    bp,  # (4H,) permuted bias
+    t, u0, u1,
+):
+    T, B, H4 = gp.shape
+    H = H4 // 4
+    hk = u1 - u0
+    gemm(False, True, B, 4 * hk, H, 1.0, h, t * B * H, H, wp_hh, 4 * u0 * H, H, 1.0, gp, t * B * H4 + 4 * u0, H4)
+    bb = bp[4 * u0:4 * u1]  # (4hk,)
+    bi, bf, bg, bo = bb[:hk], bb[hk:2 * hk], bb[2 * hk:3 * hk], bb[3 * hk:]  # (hk,) each
+    for b in range(B):  # 1-D row slices per gate block: LLVM then vectorizes the j loop
+        zb = gp[t, b, 4 * u0:4 * u1]  # (4hk,)
+        zi, zf, zg, zo = zb[:hk], zb[hk:2 * hk], zb[2 * hk:3 * hk], zb[3 * hk:]  # (hk,) each
+        cp, cn, hn = c[t, b, u0:u1], c[t + 1, b, u0:u1], h[t + 1, b, u0:u1]  # (hk,)
+        for j in range(hk):
+            i = sigmoid_f(zi[j] + bi[j])
+            f = sigmoid_f(zf[j] + bf[j])
+            g = tanh_f(zg[j] + bg[j])
+            o = sigmoid_f(zo[j] + bo[j])
+            zi[j] = i
+            zf[j] = f
+            zg[j] = g
+            zo[j] = o
+            cc = f * cp[j] + i * g
+            cn[j] = cc
+            hn[j] = o * tanh_f(cc)
+
+
+@kernel(parallel=True)
 def lstm_forward(
     h,  # (T+1, B, H) out: h0 then h_0..h_{T-1}
     c,  # (T+1, B, H) out: c0 then c_0..c_{T-1}
-    gates,  # (T, B, 4H) out: activated i, f, g, o
-    hw,  # (B, 4H) scratch
-    x,  # (T, B, I)
+    gp,  # (T, B, 4H) in: x W_ih^T (permuted); out: activated i, f, g, o (permuted)
     h0,  # (B, H)
     c0,  # (B, H)
-    w_ih,  # (4H, I)
-    w_hh,  # (4H, H)
-    b_ih,  # (4H,)
-    b_hh,  # (4H,)
+    wp_hh,  # (4H, H) permuted
+    bp,  # (4H,) permuted b_ih + b_hh
+    nc,  # unit chunks
 ):
-    T, B, H4 = gates.shape
+    T, B, H4 = gp.shape
     H = H4 // 4
     for b in range(B):  # copy first: h0/c0 may alias h[T]/c[T] (carried state)
         for j in range(H):
             h[0, b, j] = h0[b, j]
             c[0, b, j] = c0[b, j]
-    np.dot(x.reshape(T * B, x.shape[2]), w_ih.T, gates.reshape(T * B, H4))
-    bi, bf, bg, bo = b_ih[:H], b_ih[H:2 * H], b_ih[2 * H:3 * H], b_ih[3 * H:]  # (H,) each
-    ci, cf, cg, co = b_hh[:H], b_hh[H:2 * H], b_hh[2 * H:3 * H], b_hh[3 * H:]  # (H,) each
     for t in range(T):
-        np.dot(h[t], w_hh.T, hw)
-        for b in range(B):  # 1-D row slices per gate block: LLVM then vectorizes the j loop
-            zb, wb = gates[t, b], hw[b]  # (4H,)
-            zi, zf, zg, zo = zb[:H], zb[H:2 * H], zb[2 * H:3 * H], zb[3 * H:]  # (H,) each
-            wi, wf, wg, wo = wb[:H], wb[H:2 * H], wb[2 * H:3 * H], wb[3 * H:]  # (H,) each
-            cp, cn, hn = c[t, b], c[t + 1, b], h[t + 1, b]  # (H,)
-            for j in range(H):
-                i = sigmoid_f(zi[j] + wi[j] + bi[j] + ci[j])
-                f = sigmoid_f(zf[j] + wf[j] + bf[j] + cf[j])
-                g = tanh_f(zg[j] + wg[j] + bg[j] + cg[j])
-                o = sigmoid_f(zo[j] + wo[j] + bo[j] + co[j])
-                zi[j] = i
-                zf[j] = f
-                zg[j] = g
-                zo[j] = o
-                cc = f * cp[j] + i * g
-                cn[j] = cc
-                hn[j] = o * tanh_f(cc)
+        for k in prange(nc):
+            _fwd_units(h, c, gp, wp_hh, bp, t, k * H // nc, (k + 1) * H // nc)
 
 
 @kernel
+def _bwd_gates(
+    dgp,  # (T, B, 4H) out: dLoss/dz, this chunk's columns of row t
+    dbs,  # (4H,) in/out: permuted bias-gradient sums
+    dh,  # (B, H) in: dLoss/dh_t (from the step above); this chunk's units are read
+    dc,  # (B, H) in/out (this chunk's units)
+    c,  # (T+1, B, H) from forward
+    gp,  # (T, B, 4H) activations from forward (permuted)
+    dhs,  # (T, B, H) dLoss/dh_t from above
+    t, u0, u1,
+):
+    """Gate-gradient loop of step t for the units [u0, u1) (one permutation chunk)."""
+    hk = u1 - u0
+    sb = dbs[4 * u0:4 * u1]  # (4hk,)
+    si, sf, sg, so = sb[:hk], sb[hk:2 * hk], sb[2 * hk:3 * hk], sb[3 * hk:]  # (hk,) each
+    for b in range(gp.shape[1]):  # 1-D row slices per gate block, as in forward
+        ab, zb = gp[t, b, 4 * u0:4 * u1], dgp[t, b, 4 * u0:4 * u1]  # (4hk,)
+        ai, af, ag, ao = ab[:hk], ab[hk:2 * hk], ab[2 * hk:3 * hk], ab[3 * hk:]  # (hk,) each
+        zi, zf, zg, zo = zb[:hk], zb[hk:2 * hk], zb[2 * hk:3 * hk], zb[3 * hk:]  # (hk,) each
+        cp, cn, dht, dhb, dcb = c[t, b, u0:u1], c[t + 1, b, u0:u1], dhs[t, b, u0:u1], dh[b, u0:u1], dc[b, u0:u1]
+        for j in range(hk):
+            i = ai[j]
+            f = af[j]
+            g = ag[j]
+            o = ao[j]
+            tc = tanh_f(cn[j])
+            dhh = dht[j] + dhb[j]
+            dcc = dcb[j] + dhh * o * (_ONE - tc * tc)
+            di = dcc * g * i * (_ONE - i)
+            df = dcc * cp[j] * f * (_ONE - f)
+            dg = dcc * i * (_ONE - g * g)
+            do = dhh * tc * o * (_ONE - o)
+            zi[j] = di
+            zf[j] = df
+            zg[j] = dg
+            zo[j] = do
+            si[j] += di
+            sf[j] += df
+            sg[j] += dg
+            so[j] += do
+            dcb[j] = dcc * f
+
+
+@kernel(parallel=True)
 def lstm_backward(
-    dw_ih,  # (4H, I) out
-    dw_hh,  # (4H, H) out
-    db_ih,  # (4H,) out
-    db_hh,  # (4H,) out
-    dx,  # (T, B, I) out
     dh0,  # (B, H) out
     dc0,  # (B, H) out
-    dgates,  # (T, B, 4H) scratch: dLoss/dz
+    dgp,  # (T, B, 4H) out: permuted dLoss/dz (pre-activation)
+    dbs,  # (2, 4H) out: permuted bias gradients (both rows)
     dh,  # (B, H) scratch
     dc,  # (B, H) scratch
-    h,  # (T+1, B, H) from forward
     c,  # (T+1, B, H) from forward
-    gates,  # (T, B, 4H) from forward
-    x,  # (T, B, I)
-    w_ih,  # (4H, I)
-    w_hh,  # (4H, H)
+    gp,  # (T, B, 4H) permuted activations from forward
+    wp_hh,  # (4H, H) permuted
     dhs,  # (T, B, H) dLoss/dh_t from above
     dhT,  # (B, H) dLoss/dh_{T-1} from the future
     dcT,  # (B, H) dLoss/dc_{T-1} from the future
+    nc,  # unit chunks (as in the forward)
 ):
-    T, B, H4 = gates.shape
+    T, B, H4 = gp.shape
     H = H4 // 4
-    N = T * B
     for b in range(B):
         for j in range(H):
             dh[b, j] = dhT[b, j]
             dc[b, j] = dcT[b, j]
+    for k in range(H4):
+        dbs[0, k] = 0
     for t in range(T - 1, -1, -1):
-        for b in range(B):  # 1-D row slices per gate block, as in forward
-            ab, db = gates[t, b], dgates[t, b]  # (4H,)
-            ai, af, ag, ao = ab[:H], ab[H:2 * H], ab[2 * H:3 * H], ab[3 * H:]  # (H,) each
-            di, df, dg, do = db[:H], db[H:2 * H], db[2 * H:3 * H], db[3 * H:]  # (H,) each
-            cp, cn, dht, dhb, dcb = c[t, b], c[t + 1, b], dhs[t, b], dh[b], dc[b]  # (H,)
-            for j in range(H):
-                i = ai[j]
-                f = af[j]
-                g = ag[j]
-                o = ao[j]
-                tc = tanh_f(cn[j])
-                dhh = dht[j] + dhb[j]
-                dcc = dcb[j] + dhh * o * (_ONE - tc * tc)
-                di[j] = dcc * g * i * (_ONE - i)
-                df[j] = dcc * cp[j] * f * (_ONE - f)
-                dg[j] = dcc * i * (_ONE - g * g)
-                do[j] = dhh * tc * o * (_ONE - o)
-                dcb[j] = dcc * f
-        np.dot(dgates[t], w_hh, dh)
+        for k in prange(nc):
+            u0 = k * H // nc
+            u1 = (k + 1) * H // nc
+            if t < T - 1:  # dh_t = dz_{t+1} W_hh for this chunk's units (dz_{t+1} of every chunk is ready)
+                gemm(False, False, B, u1 - u0, H4, 1.0, dgp, (t + 1) * B * H4, H4, wp_hh, u0, H, 0.0, dh, u0, H)
+            _bwd_gates(dgp, dbs[0], dh, dc, c, gp, dhs, t, u0, u1)
+    gemm(False, False, B, H, H4, 1.0, dgp, 0, H4, wp_hh, 0, H, 0.0, dh0, 0, H)  # dh0 = dz_0 W_hh (one small GEMM)
     for b in range(B):
         for j in range(H):
-            dh0[b, j] = dh[b, j]
             dc0[b, j] = dc[b, j]
-    dz2 = dgates.reshape(N, H4)  # (N, 4H)
-    np.dot(dz2.T, x.reshape(N, x.shape[2]), dw_ih)
-    np.dot(dz2.T, h[:T].reshape(N, H), dw_hh)
-    np.dot(dz2, w_ih, dx.reshape(N, x.shape[2]))
     for k in range(H4):
-        db_ih[k] = 0
-    for n in range(N):
-        row = dz2[n]  # (4H,)
-        for k in range(H4):
-            db_ih[k] += row[k]
-    for k in range(H4):
-        db_hh[k] = db_ih[k]
+        dbs[1, k] = dbs[0, k]
 
 
 def forward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, relu=False):
-    """Run the window: fills ws.hs, ws.cs, ws.gates (relu is ignored: LSTM has fixed activations)."""
-    lstm_forward(ws.h, ws.c, ws.gates, ws.hw, x, h0, c0, w_ih, w_hh, b_ih, b_hh)
+    """Run the window: fills ws.hs, ws.cs, ws.gp (relu is ignored: LSTM has fixed activations)."""
+    H = h0.shape[1]
+    nc = split(H)
+    ws.nc[0] = nc
+    np.add(b_ih, b_hh, out=ws.bp[0, :, 0])
+    permute_rows(ws.wp_ih, w_ih, G, nc)
+    permute_rows(ws.wp_hh, w_hh, G, nc)
+    permute_rows(ws.bp[1], ws.bp[0], G, nc)
+    project(ws.gp, x, ws.wp_ih, numba.get_num_threads())
+    lstm_forward(ws.h, ws.c, ws.gp, h0, c0, ws.wp_hh, ws.bp[1, :, 0], nc)
 
 
 def backward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dhs, dhT, dcT,
              dw_ih, dw_hh, db_ih, db_hh, dx, dh0, dc0, relu=False):
     """BPTT through the window of the last ``forward`` on ``ws``; overwrites every d* output.
 
-    h0/c0 are read from ws (forward stored them), so a caller may pass views that the
-    forward of the next window has since overwritten.
+    h0/c0 and the weights are read from ws (forward stored them), so a caller may pass views
+    that the forward of the next window has since overwritten.
     """
-    lstm_backward(dw_ih, dw_hh, db_ih, db_hh, dx, dh0, dc0, ws.dgates, ws.dh, ws.dc,
-                  ws.h, ws.c, ws.gates, x, w_ih, w_hh, dhs, dhT, dcT)
+    nc = int(ws.nc[0])
+    lstm_backward(dh0, dc0, ws.dgp, ws.dbs, ws.dh, ws.dc, ws.c, ws.gp, ws.wp_hh, dhs, dhT, dcT, nc)
+    weight_grads(dw_ih, dw_hh, db_ih, db_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.dgp, ws.dgp, ws.dbs, x, ws.h, ws.wp_ih, G, nc)

@@ -6,8 +6,11 @@ buffers' dtype). The updates follow PyTorch's single-tensor implementations exac
                   (decoupled=True: p *= 1 - lr * wd), bias-corrected, step counted from 1
     sgd_step      torch.optim.SGD, dampening 0, no Nesterov: the momentum buffer is g at step 1
     rmsprop_step  torch.optim.RMSprop, not centered
-At step 1 every state buffer is written before it is read, so it needs no zeroing.
+At step 1 no state buffer is read (adam zero-fills m and v first), so they need no zeroing.
 Gradient utilities: grad_sumsq (float64 sum of squares), scale_, clip_value_, all_finite.
+These passes are memory-bound and well under 1% of a training step, so they stay on one thread
+(a parallel kernel would add ~0.5 s of first-ever compile each). Each loop runs over a whole
+buffer with an index starting at 0 and no branches, so LLVM vectorizes it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ _ONE = np.float32(1.0)
 
 
 @kernel(fastmath={"reassoc", "contract"})  # reassoc lets the float64 reduction vectorize
-def grad_sumsq(
+def _sumsq(
     g,  # (P,)
 ):
     s = 0.0
@@ -31,6 +34,11 @@ def grad_sumsq(
         v = np.float64(g[i])  # float() keeps float32 in Numba
         s += v * v
     return s
+
+
+def grad_sumsq(g) -> float:
+    """Sum of squares of g (P,), accumulated in float64."""
+    return float(_sumsq(g))
 
 
 @kernel
@@ -81,33 +89,32 @@ def _adam(
     g,  # (P,)
     m,  # (P,) in/out first moment
     v,  # (P,) in/out second moment
-    lr, beta1, beta2, eps, wd, decay,  # scalars of p's dtype; decay = 1 - lr * wd (AdamW) or 1
+    beta1, beta2, eps, l2, decay,  # scalars of p's dtype; l2 = wd (Adam) or 0; decay = 1 - lr * wd (AdamW) or 1
     step_size, bc2_sqrt,  # lr / (1 - beta1^step), sqrt(1 - beta2^step)
-    l2,  # True: Adam's L2 term g + wd * p
-    first,  # step == 1: m and v start from zero
 ):
-    for i in range(p.size):
-        gi = g[i]
-        if l2:
-            gi += wd * p[i]
-        pi = p[i] * decay
-        mi = _ZERO if first else m[i]
-        vi = _ZERO if first else v[i]
+    for i in range(p.size):  # branch-free (step 1 zero-fills m, v beforehand), so LLVM vectorizes it
+        pi = p[i]
+        gi = g[i] + l2 * pi
+        mi = m[i]
+        vi = v[i]
         mi += (gi - mi) * (_ONE - beta1)
         vi = vi * beta2 + (_ONE - beta2) * gi * gi
         m[i] = mi
         v[i] = vi
-        p[i] = pi - step_size * mi / (math.sqrt(vi) / bc2_sqrt + eps)
+        p[i] = pi * decay - step_size * mi / (math.sqrt(vi) / bc2_sqrt + eps)
 
 
 def adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     """One Adam (decoupled=False) or AdamW (decoupled=True) step; step counts from 1."""
     t = p.dtype.type
+    if step == 1:  # the moments start from zero (whatever the buffers held)
+        m.fill(0)
+        v.fill(0)
     decay = 1.0 - lr * weight_decay if decoupled else 1.0
+    l2 = 0.0 if decoupled else weight_decay
     step_size = lr / (1.0 - beta1 ** step)
     bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
-    _adam(p, g, m, v, t(lr), t(beta1), t(beta2), t(eps), t(weight_decay), t(decay),
-          t(step_size), t(bc2_sqrt), bool(weight_decay != 0 and not decoupled), step == 1)
+    _adam(p, g, m, v, t(beta1), t(beta2), t(eps), t(l2), t(decay), t(step_size), t(bc2_sqrt))
 
 
 @kernel

@@ -184,7 +184,7 @@ def filter_probs(z, temperature, top_k, top_p, p, q, heap):
     inv = 1.0 / temperature
     total = 0.0
     for v in range(V):
-        p[v] = math.exp((float(z[v]) - float(zmax)) * inv)
+        p[v] = math.exp((np.float64(z[v]) - np.float64(zmax)) * inv)  # float() keeps float32 in Numba
         total += p[v]
     k = top_k if 0 < top_k < V else V
     if k == V and top_p >= 1.0:

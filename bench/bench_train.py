@@ -1,0 +1,332 @@
+"""Training speed, charlm CPU vs PyTorch CPU, side by side in one run (chars/s, GFLOP/s, peak RSS).
+
+    python bench/bench_train.py [--configs S-lstm,M-lstm,M-gru,M-rnn,L-lstm] [--reps 9] [--threads 0] [--quick]
+    python bench/bench_train.py --sides charlm,charlm-blas   the thread policy: Numba owns the cores vs BLAS does
+    python bench/bench_train.py --profile M-lstm             per-phase time of charlm's training step
+    python bench/bench_train.py --startup                    first-ever JIT compile and `charlm sample` start-up
+
+One step is what ``charlm train`` does per window: ``CharLM.train_step`` + ``Optimizer.clip`` +
+``Optimizer.step`` (Adam, lr 2e-3, clip-norm 5), hidden state carried. PyTorch does the same work:
+nn.Embedding + nn.RNN/LSTM/GRU + nn.Linear + cross_entropy + backward + clip_grad_norm_ + Adam,
+state carried detached, torch.set_num_threads(threads), oneDNN at its default. V=65, E=64, the
+tinyshakespeare corpus when present (else random ids). Sizes (layers x hidden, batch, window):
+S 1x128 B32 T64, M 2x256 B64 T100, L 2x512 B64 T100.
+
+Each side runs in its own worker process (so its peak RSS, ru_maxrss, is its own), warmed up first
+(compilation / cache load and allocator warm-up excluded); the parent then alternates the two
+workers rep by rep (who goes first alternates too), each rep timing N steps. It prints the median
+chars/s of each side and, as the ratio, the median of the per-rep ratios (each pair runs back to
+back, so slow drifts in the machine's load cancel; other processes on a 2-core machine still add
++-5-10% noise: look at the load printed, and repeat). GFLOP/s counts the matmul work,
+3 x (sum_l 2GH(I+H) + 2HV) per character; %peak compares with a float32 1024^3 np.dot measured in
+the same run at the same thread count. Sides: charlm (its policy, what ``charlm train`` does),
+charlm-blas (same kernels, Numba 1 thread, the BLAS they call gets the threads), torch (skipped
+when not importable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
+
+ALL = "S-lstm,M-lstm,M-gru,M-rnn,L-lstm"
+STEPS = {"S": 30, "M": 4, "L": 1}        # steps per timed rep (about 0.3-1 s each)
+WARMUP = 3
+LR, CLIP = 2e-3, 5.0
+
+
+# ----------------------------------------------------------------------- the two training steps
+def charlm_stepper(cell, L, H, B, T, threads, policy="numba"):
+    """policy "numba": set_threads (what charlm train does); "blas": Numba 1 thread, BLAS ``threads``."""
+    from charlm.config import ModelConfig, TrainConfig
+    from charlm.model import CharLM
+    from charlm.optim import Optimizer
+    from charlm.trainsetup import set_threads
+
+    set_threads(threads)
+    if policy == "blas":
+        import numba
+        from threadpoolctl import threadpool_limits
+
+        numba.set_num_threads(1)
+        threadpool_limits(threads, user_api="blas")
+    model = CharLM(ModelConfig(vocab_size=common.V, cell=cell, layers=L, hidden=H, embed=common.E), seed=0)
+    opt = Optimizer(TrainConfig(optimizer="adam", lr=LR, clip_norm=CLIP), model)
+    data = common.windows(B, T, 16)
+    box = {"state": model.init_state(B), "k": 0}
+
+    def step():
+        x, y = data[box["k"] % len(data)]
+        box["k"] += 1
+        loss, box["state"] = model.train_step(x, y, box["state"])
+        opt.clip()
+        opt.step(LR)
+        return loss
+
+    return step, model
+
+
+def torch_stepper(cell, L, H, B, T, threads):
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
+    emb, rnn, head = torch.nn.Embedding(common.V, common.E), cls(common.E, H, L), torch.nn.Linear(H, common.V)
+    params = [*emb.parameters(), *rnn.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=LR)
+    data = [(torch.from_numpy(x).long(), torch.from_numpy(y).long()) for x, y in common.windows(B, T, 16)]
+    box = {"state": None, "k": 0}
+
+    def step():
+        x, y = data[box["k"] % len(data)]
+        box["k"] += 1
+        out, state = rnn(emb(x), box["state"])
+        loss = torch.nn.functional.cross_entropy(head(out).view(-1, common.V), y.view(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, CLIP)
+        opt.step()
+        box["state"] = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        return loss.item()
+
+    return step, None
+
+
+def parse_config(name):
+    size, cell = name.split("-")
+    L, H, B, T = common.SIZES[size]
+    return size, cell, L, H, B, T
+
+
+def worker(side, config, threads):
+    """Line protocol on stdin/stdout: 'ready <warm-up s>' first; 'run N' -> seconds; 'quit' -> peak RSS KB."""
+    size, cell, L, H, B, T = parse_config(config)
+    t0 = time.perf_counter()
+    if side == "torch":
+        step, _ = torch_stepper(cell, L, H, B, T, threads)
+    else:
+        step, _ = charlm_stepper(cell, L, H, B, T, threads, "blas" if side == "charlm-blas" else "numba")
+    first = time.perf_counter()
+    step()
+    first = time.perf_counter() - first
+    for _ in range(WARMUP - 1):
+        step()
+    print(json.dumps({"ready": time.perf_counter() - t0, "first_step": first}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if cmd[0] == "run":
+            t = time.perf_counter()
+            for _ in range(int(cmd[1])):
+                step()
+            print(json.dumps({"seconds": time.perf_counter() - t}), flush=True)
+        else:
+            print(json.dumps({"rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}), flush=True)
+            return
+
+
+class Worker:
+    def __init__(self, side, config, threads, env=None):
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", side, config, "--threads", str(threads)]
+        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.info = self._read()
+
+    def _read(self):
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.p.args[3:5]} died (exit {self.p.wait()})")
+        return json.loads(line)
+
+    def run(self, n):
+        self.p.stdin.write(f"run {n}\n")
+        self.p.stdin.flush()
+        return self._read()["seconds"]
+
+    def close(self):
+        self.p.stdin.write("quit\n")
+        self.p.stdin.flush()
+        rss = self._read()["rss_kb"]
+        self.p.wait()
+        return rss / 1024.0
+
+
+# ----------------------------------------------------------------------- profile (charlm only)
+def profile(config, threads, steps):
+    """Time every backend call of charlm's step by wrapping the backend functions the model calls."""
+    size, cell, L, H, B, T = parse_config(config)
+    step, model = charlm_stepper(cell, L, H, B, T, threads)
+    be, cellmod = model.backend, model.cell
+    totals: dict[str, float] = {}
+    names = {"embed_forward": "embed fwd", "linear_forward": "head fwd", "xent": "xent",
+             "linear_backward": "head bwd", "embed_backward": "embed bwd", "grad_sumsq": "clip",
+             "scale_": "clip", "adam_step": "adam"}
+    originals = []
+
+    def wrap(obj, attr, label):
+        fn = getattr(obj, attr)
+        originals.append((obj, attr, fn))
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            r = fn(*a, **k)
+            totals[label] = totals.get(label, 0.0) + time.perf_counter() - t
+            return r
+
+        setattr(obj, attr, timed)
+
+    for attr, label in names.items():
+        wrap(be, attr, label)
+    for attr, label in (("project", "input projection"), (f"{cell}_forward", f"{cell} fwd loop"),
+                        (f"{cell}_backward", f"{cell} bwd loop"), ("weight_grads", "weight grads + dx")):
+        if hasattr(cellmod, attr):  # the phases inside cell.forward / cell.backward
+            wrap(cellmod, attr, label)
+    for _ in range(WARMUP):
+        step()
+    totals.clear()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    wall = time.perf_counter() - t
+    for obj, attr, fn in originals:
+        setattr(obj, attr, fn)
+    print(f"charlm {config}, {threads} thread(s): {wall / steps * 1e3:.1f} ms per step "
+          f"({B * T * steps / wall:,.0f} chars/s), mean of {steps} steps")
+    for label, sec in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {label:<24} {sec / steps * 1e3:8.2f} ms  {100 * sec / wall:5.1f}%")
+    rest = wall - sum(totals.values())
+    print(f"  {'other (Python, state)':<24} {rest / steps * 1e3:8.2f} ms  {100 * rest / wall:5.1f}%")
+
+
+# ----------------------------------------------------------------------- start-up
+def startup(threads, configs):
+    """First-ever JIT compile (fresh NUMBA_CACHE_DIR) and warm-cache first step of a training run per
+    config's cell; then `charlm sample` start-up (cold process, warm cache) on a tiny trained model."""
+    import tempfile
+
+    print(f"load {common.load_avg()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in configs:
+            cache = os.path.join(tmp, "numba-" + name)
+            os.makedirs(cache)
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            cold = _first_step(name, threads, env)
+            warm = _first_step(name, threads, env)
+            print(f"{name}: first step {cold['first_step']:.2f} s with an empty cache (process ready after "
+                  f"{cold['ready']:.1f} s), {warm['first_step']:.2f} s with the cache warm")
+        corpus = common.CORPUS
+        if not os.path.exists(corpus):
+            corpus = os.path.join(tmp, "corpus.txt")
+            with open(corpus, "w", encoding="utf-8") as f:
+                f.write("the quick brown fox jumps over the lazy dog.\n" * 2000)
+        run = os.path.join(tmp, "run")
+        cli = [sys.executable, "-m", "cli"]
+        subprocess.run(cli + ["train", corpus, "--max-steps", "1", "--hidden", "64", "--layers", "1",
+                              "--out", run], check=True, capture_output=True)
+        sample = cli + ["sample", run, "-n", "200", "--seed", "1"]
+        subprocess.run(sample, check=True, capture_output=True)  # warms the cache
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            subprocess.run(sample, check=True, capture_output=True)
+            times.append(time.perf_counter() - t)
+        print(f"charlm sample -n 200 (cold process, warm cache): median {statistics.median(times):.2f} s "
+              f"of {len(times)} ({', '.join(f'{x:.2f}' for x in times)})")
+    print(f"load {common.load_avg()}")
+
+
+def _first_step(name, threads, env):
+    w = Worker("charlm", name, threads, env=env)
+    info = w.info
+    w.close()
+    return info
+
+
+# ----------------------------------------------------------------------- main
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", default=ALL, help=f"comma-separated SIZE-CELL names (default {ALL})")
+    ap.add_argument("--reps", type=int, default=9, help="timed repetitions per side (median reported)")
+    ap.add_argument("--threads", type=int, default=0, help="threads for both sides (0 = all cores)")
+    ap.add_argument("--quick", action="store_true", help="3 reps of fewer steps, S-lstm and M-lstm only")
+    ap.add_argument("--sides", default="charlm,torch",
+                    help="what to compare, first / second: charlm (its thread policy: Numba owns the cores), "
+                         "charlm-blas (Numba 1 thread, BLAS all), torch (default charlm,torch)")
+    ap.add_argument("--verbose", action="store_true", help="print every rep's rate (to stderr)")
+    ap.add_argument("--profile", metavar="CONFIG", help="per-phase breakdown of charlm's step for CONFIG")
+    ap.add_argument("--startup", action="store_true",
+                    help="first-ever JIT compile per cell (M-size configs) and `charlm sample` start-up")
+    ap.add_argument("--worker", nargs=2, metavar=("SIDE", "CONFIG"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    threads = args.threads or os.cpu_count() or 1
+    if args.worker:
+        return worker(args.worker[0], args.worker[1], threads)
+    if args.profile:
+        return profile(args.profile, threads, 20 if args.profile.startswith("S") else 5)
+    if args.startup:
+        return startup(threads, ["M-lstm", "M-gru", "M-rnn"])
+    configs = "S-lstm,M-lstm" if args.quick and args.configs == ALL else args.configs
+    reps = 3 if args.quick else args.reps
+    sides = args.sides.split(",")
+    if "torch" in sides:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            print("torch is not importable: its columns are skipped")
+            sides.remove("torch")
+    a, b = sides[0], (sides[1] if len(sides) > 1 else None)
+    print(f"machine: {common.cpu_model()} ({common.cpu_flags()}), {os.cpu_count()} cores; threads {threads}; "
+          f"load {common.load_avg()}")
+    print(f"versions: {common.versions()}")
+    peak = {n: common.gemm_peak(n) for n in sorted({1, threads})}
+    print("GEMM peak (float32 1024^3 np.dot): " + ", ".join(f"{p:.0f} GFLOP/s at {n}T" for n, p in peak.items()))
+    print(f"step = train_step + clip + Adam; c/s = median of {reps} reps (warm-up excluded); ratio = median of\n"
+          f"the per-rep ratios ({a}/{b}, run back to back); best = best rep / best rep; GF = GFLOP/s; %peak\n"
+          "of the GEMM peak at the same thread count; RSS = peak resident set of each side's process\n")
+    A, Bn = a[:10], (b or "-")[:10]
+    print(f"{'config':<8} {A + ' c/s':>14} {Bn + ' c/s':>14} {'ratio':>6} {'best':>6} {'GF':>6} {'%peak':>6} "
+          f"{Bn + ' GF':>10} {A + ' MB':>10} {Bn + ' MB':>10} {'1st step s':>10}")
+    for name in configs.split(","):
+        size, cell, L, H, B, T = parse_config(name)
+        n = max(1, STEPS[size] // (2 if args.quick else 1))
+        chars = B * T * n
+        workers = {s: Worker(s, name, threads) for s in sides}
+        rates = {s: [] for s in sides}
+        for r in range(reps):
+            for s in (sides if r % 2 == 0 else sides[::-1]):  # alternate who goes first
+                time.sleep(0.2)  # let the other side's spinning threads go to sleep
+                rates[s].append(chars / workers[s].run(n))
+        rss = {s: workers[s].close() for s in sides}
+        if args.verbose:
+            for s in sides:
+                print(f"  {s:>11}: " + " ".join(f"{r:,.0f}" for r in rates[s]), file=sys.stderr)
+        fpc = common.flops_per_char(cell, L, H)
+        ra = statistics.median(rates[a])
+        gf = ra * fpc / 1e9
+        row = f"{name:<8} {ra:14,.0f} "
+        if b:
+            rb = statistics.median(rates[b])
+            # the ratio of each rep pair (run back to back, so slow drifts in the machine's load cancel)
+            ratio = statistics.median(x / y for x, y in zip(rates[a], rates[b], strict=True))
+            best = max(rates[a]) / max(rates[b])
+            row += f"{rb:14,.0f} {ratio:6.2f} {best:6.2f} {gf:6.1f} {100 * gf / peak[threads]:5.0f}% "
+            row += f"{rb * fpc / 1e9:10.1f} {rss[a]:10.0f} {rss[b]:10.0f} "
+        else:
+            row += f"{'-':>14} {'-':>6} {'-':>6} {gf:6.1f} {100 * gf / peak[threads]:5.0f}% {'-':>10} {rss[a]:10.0f} "
+            row += f"{'-':>10} "
+        row += f"{workers[a].info['first_step']:10.2f}"
+        print(row, flush=True)
+    print(f"\nload after: {common.load_avg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""GEMM with offsets, leading dimensions and beta, callable inside kernels (also inside prange).
+
+``np.dot(a, b, out)`` in Numba always overwrites ``out`` and wants whole contiguous arrays. The
+kernels need more: accumulate into an output (beta = 1: the recurrent product added straight
+into the input projection), and operate on sub-blocks (a batch chunk of a (T, B, 4H) buffer, a
+column block of dz for a slice of dW's rows). So ``gemm`` calls the same BLAS that ``np.dot``
+uses (SciPy's OpenBLAS, through Numba's helper ``numba_xxgemm``, resolved by name so the
+callers stay cacheable), in row-major terms:
+
+    gemm(ta, tb, M, N, K, alpha, A, ia, lda, B, ib, ldb, beta, C, ic, ldc)
+        C[M x N] = alpha * op(A)[M x K] @ op(B)[K x N] + beta * C
+    A, B, C are arrays of one float dtype (any shape; only their buffer is used), ia/ib/ic the
+    element offset of the block's first entry, lda/ldb/ldc the row strides in elements.
+    op(A) = A (stored M x K) when ta is False, A^T (A stored K x M) when ta is True; same for B.
+
+Nothing is bounds-checked: callers pass blocks that lie inside their arrays. Numba does not
+notice when this file changes under a cached caller: clear the caches after editing it.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.linalg import ensure_blas
+
+ensure_blas()  # SciPy's BLAS must be importable; numba_xxgemm fetches its sgemm/dgemm lazily
+
+_CHAR = ir.IntType(8)
+
+
+@intrinsic
+def gemm(typingctx, ta, tb, M, N, K, alpha, A, ia, lda, B, ib, ldb, beta, C, ic, ldc):
+    if not (isinstance(A, types.Array) and isinstance(B, types.Array) and isinstance(C, types.Array)):
+        return None
+    dt = C.dtype
+    if A.dtype != dt or B.dtype != dt or dt not in (types.float32, types.float64):
+        return None
+    kind = "s" if dt == types.float32 else "d"
+    sig = types.void(ta, tb, M, N, K, alpha, A, ia, lda, B, ib, ldb, beta, C, ic, ldc)
+
+    def codegen(context, builder, signature, args):
+        tys = signature.args
+        intp = context.get_value_type(types.intp)
+        ptr = ir.IntType(8).as_pointer()
+        names = ("ta", "tb", "M", "N", "K", "alpha", "A", "ia", "lda", "B", "ib", "ldb", "beta", "C", "ic", "ldc")
+        arg = dict(zip(names, zip(args, tys, strict=True), strict=True))
+
+        def integer(name):
+            return context.cast(builder, *arg[name], types.intp)
+
+        def scalar_ptr(name):  # BLAS takes alpha and beta by reference
+            slot = cgutils.alloca_once_value(builder, context.cast(builder, *arg[name], dt))
+            return builder.bitcast(slot, ptr)
+
+        def block(name, off):  # pointer to the block's first element
+            val, ty = arg[name]
+            base = context.make_array(ty)(context, builder, val).data
+            return builder.bitcast(builder.gep(base, [integer(off)]), ptr)
+
+        def flag(name):
+            t = context.cast(builder, *arg[name], types.boolean)
+            return builder.select(t, ir.Constant(_CHAR, ord("t")), ir.Constant(_CHAR, ord("n")))
+
+        fnty = ir.FunctionType(ir.IntType(32), [_CHAR, _CHAR, _CHAR, intp, intp, intp, ptr, ptr, intp,
+                                                ptr, intp, ptr, ptr, intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        m, n = integer("M"), integer("N")
+        zero = ir.Constant(intp, 0)
+        with builder.if_then(builder.and_(builder.icmp_signed(">", m, zero), builder.icmp_signed(">", n, zero))):
+            # row-major C = op(A) op(B)  <=>  column-major C^T = op(B)^T op(A)^T: B goes first
+            builder.call(fn, (ir.Constant(_CHAR, ord(kind)), flag("tb"), flag("ta"), n, m, integer("K"),
+                              scalar_ptr("alpha"), block("B", "ib"), integer("ldb"), block("A", "ia"),
+                              integer("lda"), scalar_ptr("beta"), block("C", "ic"), integer("ldc")))
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -1,0 +1,128 @@
+"""Pieces shared by the rnn, lstm and gru kernels: how they use the threads, the gate-row
+permutation, the input projection and the weight-gradient work of the backward pass.
+
+Threads (Numba's pool is the one owner of the cores; BLAS runs single-threaded inside it):
+
+Forward: the recurrent loop splits the H hidden units into nc = min(threads, H) contiguous
+chunks, one per thread, with one fork-join per time step (~1 us with the omp threading layer).
+Thread k multiplies ALL B rows of h_{t-1} by the rows of W_hh that produce its units' gates, so
+its per-step GEMM keeps B rows (a batch split gives B/nc rows, and those small GEMMs ran ~20%
+slower). To make that weight block contiguous, the G gate rows of each chunk are stored
+together: the permuted index of (gate g, unit u of chunk k = [u0, u1)) is G*u0 + g*(u1-u0) +
+(u-u0). ``permute_rows`` copies w_ih, w_hh (and the biases) into that order once per window;
+the gate buffers of the cells use it throughout.
+
+Backward: the same unit split and one fork-join per step (dh_t for a chunk's units needs dz_{t+1}
+of every chunk); then ``weight_grads`` gives each thread its rows of dx and its chunk's rows of
+dW_ih and dW_hh (one GEMM each over all T*B rows), written back in PyTorch's order. Measured
+alternative, dropped: the loop on one thread with the weight gradients of finished blocks of
+steps computed beside it (no per-step barrier) was 2% faster at S, even at M and 12% slower at L,
+where the per-step GEMMs of the split loop are already as fast as the whole-width ones.
+
+    permute_rows(dst, src, G, nc)   dst (G*H, C) = rows of src (G*H, C) in chunk order
+    project(z, x, w, nt)            z (T, B, G*H) = x (T, B, I) @ w^T for all T*B rows (split over rows)
+    weight_grads(...)               after BPTT: dx = dzi @ wp_ih, dw_ih = dzi^T x, dw_hh = dzh^T h_prev,
+                                    db_* from the loop's per-column sums, all in PyTorch's order
+
+``nt``/``nc`` come from Python (numba.get_num_threads()): calling it inside a kernel makes the
+kernel uncacheable.
+"""
+
+from __future__ import annotations
+
+import numba
+from numba import prange
+
+from .blas import gemm
+from .jit import kernel
+
+
+def split(H: int) -> int:
+    """How many unit chunks the forward loop uses for H hidden units (one per thread)."""
+    return max(1, min(numba.get_num_threads(), H))
+
+
+@kernel
+def permute_rows(
+    dst,  # (G*H, C) out: rows in chunk order
+    src,  # (G*H, C) rows in PyTorch's gate-block order
+    G,  # gates
+    nc,  # unit chunks
+):
+    GH, C = src.shape
+    H = GH // G
+    for k in range(nc):
+        u0 = k * H // nc
+        u1 = (k + 1) * H // nc
+        hk = u1 - u0
+        for g in range(G):
+            for u in range(hk):
+                d = dst[G * u0 + g * hk + u]  # (C,)
+                s = src[g * H + u0 + u]  # (C,)
+                for col in range(C):
+                    d[col] = s[col]
+
+
+@kernel(parallel=True)
+def project(
+    z,  # (T, B, G*H) out
+    x,  # (T, B, I)
+    w,  # (G*H, I) (permuted w_ih)
+    nt,  # threads
+):
+    T, B, GH = z.shape
+    I = x.shape[2]
+    N = T * B
+    nc = min(nt, N)
+    for c in prange(nc):
+        n0 = c * N // nc
+        n1 = (c + 1) * N // nc
+        gemm(False, True, n1 - n0, GH, I, 1.0, x, n0 * I, I, w, 0, I, 0.0, z, n0 * GH, GH)
+
+
+@kernel(parallel=True)
+def weight_grads(
+    dw_ih,  # (G*H, I) out, PyTorch order
+    dw_hh,  # (G*H, H) out, PyTorch order
+    db_ih,  # (G*H,) out
+    db_hh,  # (G*H,) out
+    dx,  # (T, B, I) out
+    dwp_ih,  # (G*H, I) scratch: dw_ih in permuted order (dw_ih itself when G == 1)
+    dwp_hh,  # (G*H, H) scratch: dw_hh in permuted order (dw_hh itself when G == 1)
+    dzi,  # (T, B, G*H) permuted dLoss/d(input-side pre-activations)
+    dzh,  # (T, B, G*H) permuted dLoss/d(hidden-side pre-activations) (dzi itself for rnn/lstm)
+    dbs,  # (2, G*H) permuted sums of dzi (row 0) and dzh (row 1) over all T*B rows
+    x,  # (T, B, I) the layer's input
+    h,  # (T+1, B, H) h[0] = h0, h[t+1] = h_t: rows 0..T-1 are the previous states
+    wp_ih,  # (G*H, I) permuted w_ih
+    G,  # gates
+    nc,  # unit chunks used by the loop (the permutation): one per thread
+):
+    T, B, GH = dzi.shape
+    I = x.shape[2]
+    H = GH // G
+    N = T * B
+    for k in prange(nc):  # chunk k: rows of dx, and its G*hk permuted rows of dW (then in PyTorch order)
+        n0 = k * N // nc
+        n1 = (k + 1) * N // nc
+        gemm(False, False, n1 - n0, I, GH, 1.0, dzi, n0 * GH, GH, wp_ih, 0, I, 0.0, dx, n0 * I, I)
+        u0 = k * H // nc
+        u1 = (k + 1) * H // nc
+        hk = u1 - u0
+        p0 = G * u0
+        gemm(True, False, G * hk, I, N, 1.0, dzi, p0, GH, x, 0, I, 0.0, dwp_ih, p0 * I, I)
+        gemm(True, False, G * hk, H, N, 1.0, dzh, p0, GH, h, 0, H, 0.0, dwp_hh, p0 * H, H)
+        for g in range(G):
+            for u in range(hk):
+                src = p0 + g * hk + u
+                dst = g * H + u0 + u
+                db_ih[dst] = dbs[0, src]
+                db_hh[dst] = dbs[1, src]
+                if G == 1:  # the permutation is the identity: rnn passes dw_* as dwp_*
+                    continue
+                a, b = dw_ih[dst], dwp_ih[src]  # (I,)
+                for col in range(I):
+                    a[col] = b[col]
+                a, b = dw_hh[dst], dwp_hh[src]  # (H,)
+                for col in range(H):
+                    a[col] = b[col]
