@@ -67,9 +67,9 @@ class ModelConfig(_DictMixin):
     vocab_size: int
     cell: str = "lstm"            # rnn | lstm | gru
     layers: int = 2
-    hidden: int = 256
+    hidden: int = 384
     embed: int = 64               # 0 = one-hot input (E = V)
-    dropout: float = 0.0          # between recurrent layers, training only
+    dropout: float = 0.1          # between recurrent layers, training only
     nonlinearity: str = "tanh"    # rnn only: tanh | relu
 
     def __post_init__(self):
@@ -101,7 +101,7 @@ class TrainConfig(_DictMixin):
     test_frac: float = 0.0        # held out after validation, never trained or evaluated on while training
     shuffle_offsets: bool = False
     optimizer: str = "adam"
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 0.0
     momentum: float = 0.9         # sgd momentum / rmsprop momentum
     beta1: float = 0.9
@@ -109,7 +109,7 @@ class TrainConfig(_DictMixin):
     eps: float = 1e-8
     clip_norm: float = 5.0        # 0 = off
     clip_value: float = 0.0       # 0 = off
-    lr_schedule: str = "constant"
+    lr_schedule: str = "cosine"
     warmup_steps: int = 0
     lr_step_size: int = 1000      # step schedule: decay every N steps
     lr_gamma: float = 0.5         # step schedule: multiply by gamma

@@ -20,7 +20,8 @@ def results(tmp_path_factory):
     for cell in ("rnn", "lstm", "gru"):
         res = train(["copy:size=100000,min_len=4,max_len=12"],
                     {"cell": cell, "layers": 1, "hidden": 64, "embed": 16, "seq_len": 64, "batch_size": 32,
-                     "lr": 3e-3, "max_steps": 600, "eval_every": 600, "log_every": 600, "seed": 1,
+                     "lr": 3e-3, "lr_schedule": "constant", "dropout": 0.0, "max_steps": 600,
+                     "eval_every": 600, "log_every": 600, "seed": 1,
                      "out": str(base / cell)})
         out[cell] = res.best_val
     return out

@@ -75,14 +75,30 @@ def test_hello_memorization():
     assert tok.decode(logits[:, 0].argmax(-1)) == s[1:]
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_resume_is_exact(corpus, tmp_path, dropout):
-    opts = {**TINY, "layers": 2, "dropout": dropout}
+@pytest.mark.parametrize("dropout,schedule", [(0.0, "constant"), (0.3, "constant"), (0.3, "cosine")])
+def test_resume_is_exact(corpus, tmp_path, monkeypatch, dropout, schedule):
+    """A run interrupted at step 8 (SIGINT, as Ctrl-C) and resumed logs the same losses as one that was not."""
+    import signal
+
+    from charlm.model import CharLM
+
+    opts = {**TINY, "layers": 2, "dropout": dropout, "lr_schedule": schedule, "max_steps": 20}
     full = str(tmp_path / "full")
-    train([corpus], {**opts, "max_steps": 20, "out": full})
+    train([corpus], {**opts, "out": full})
     part = str(tmp_path / "part")
-    train([corpus], {**opts, "max_steps": 8, "out": part})
-    res = train([], {"max_steps": 20}, resume=part)
+    real, calls = CharLM.train_step, {"n": 0}
+
+    def interrupted(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(CharLM, "train_step", interrupted)
+    res = train([corpus], {**opts, "out": part})
+    assert res.status == "interrupted" and res.step == 8 and res.exit_code == 130
+    monkeypatch.setattr(CharLM, "train_step", real)
+    res = train([], {}, resume=part)
     assert res.step == 20
     a = {r["step"]: r["train_loss"] for r in metrics(full) if "train_loss" in r}
     b = {r["step"]: r["train_loss"] for r in metrics(part) if "train_loss" in r}
