@@ -14,8 +14,6 @@ import subprocess
 import sys
 
 import pytest
-from charlm.cli import cli
-from click.testing import CliRunner
 
 from charlm import checkpoint as ckpt
 from charlm.tokenizer import CharTokenizer
@@ -23,22 +21,7 @@ from charlm.train import train
 
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 20   # no capitals, no 'é'
 TINY = ["--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--max-steps", "1"]
-MAX_LINES = 4
-
-
-def run(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
-
-
-def assert_clean_error(result, code: int, *phrases: str) -> None:
-    """Exit ``code``, every phrase on stderr, no traceback, a few lines at most."""
-    err = result.stderr
-    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), result.exception  # not an uncaught exception
-    assert "Traceback" not in result.output
-    for phrase in phrases:
-        assert phrase in err, (phrase, err)
-    assert 1 <= len(err.strip().splitlines()) <= MAX_LINES, err
+from clihelp import MAX_LINES, assert_clean_error, run  # noqa: E402
 
 
 def assert_proc_error(proc, code: int, *phrases: str) -> None:
