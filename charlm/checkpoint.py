@@ -4,7 +4,7 @@ Promise: nothing is ever lost (atomic writes, rotation, fallback to an older che
 ever unpickled (safetensors + JSON only), a corrupt or foreign file gives a clean ``CheckpointError``.
 
 Model file ``RUN_DIR/model.safetensors``: tensors under PyTorch state-dict names (``embed.weight``,
-``rnn.weight_ih_l0``, ..., ``head.bias``) so ``safetensors.torch.load_file`` reads it; metadata
+``rnn.weight_ih_l0``, ..., ``head.bias``) so safetensors' PyTorch loader (``load_file``) reads it; metadata
 ``format="charlm-model"``, ``format_version``, JSON ``model_config``, ``tokenizer``, ``extra``, and
 ``checksum`` (defined in ``charlm.tensorfile``).
 

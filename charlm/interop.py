@@ -7,7 +7,7 @@ charlm's tensor names (see ``charlm.model``). ``import_state_dict`` infers layer
 vocabulary sizes from the shapes, checks them against the cell and the tokenizer, converts float16/64
 to float32 and writes a run directory that ``charlm sample``/``eval``/``info`` accept:
 ``model.safetensors`` (with metadata), ``tokenizer.json`` and ``config.json`` ({"charlm_version",
-"model", "imported_from"}). The reverse needs no code: ``safetensors.torch.load_file`` reads a charlm
+"model", "imported_from"}). The reverse needs no code: safetensors' PyTorch loader (``load_file``) reads a charlm
 ``model.safetensors`` and the module loads it with ``strict=True``.
 """
 
@@ -40,7 +40,7 @@ class Imported:
 
 
 def read_state_dict(path) -> dict[str, np.ndarray]:
-    """The tensors of a safetensors file (no pickle, any producer). Only float tensors are accepted."""
+    """The tensors of a safetensors file (never unpickled, any producer). Only float tensors are accepted."""
     from safetensors import safe_open
 
     path = Path(os.path.expanduser(os.fspath(path)))
