@@ -43,6 +43,44 @@ from ..errors import UsageError
 
 _MODULES = {"cpu": "charlm.backends.cpu", "cuda": "charlm.backends.cuda"}
 
+CELL_NAMES = ("rnn", "lstm", "gru")
+# the contract's functions -> the submodule of every backend that defines them
+EXPORTS = {
+    "embed_forward": "embed", "embed_backward": "embed", "onehot": "embed",
+    "linear_forward": "linear", "linear_backward": "linear",
+    "xent": "loss",
+    "grad_sumsq": "optim", "scale_": "optim", "clip_value_": "optim", "all_finite": "optim",
+    "adam_step": "optim", "sgd_step": "optim", "rmsprop_step": "optim",
+}
+
+
+class LazyCells(dict):
+    """``backend.cells[name]``: a backend's cell module, imported on first use."""
+
+    def __init__(self, package: str):
+        super().__init__()
+        self.package = package
+
+    def __missing__(self, key):
+        if key not in CELL_NAMES:
+            raise KeyError(key)
+        mod = importlib.import_module(f"{self.package}.{key}")
+        self[key] = mod
+        return mod
+
+
+def lazy_exports(package: str, namespace: dict):
+    """A module ``__getattr__`` that imports a backend's EXPORTS on first use (compiling nothing else)."""
+
+    def __getattr__(attr):
+        if attr in EXPORTS:
+            value = getattr(importlib.import_module(f"{package}.{EXPORTS[attr]}"), attr)
+            namespace[attr] = value
+            return value
+        raise AttributeError(f"module {package!r} has no attribute {attr!r}")
+
+    return __getattr__
+
 
 def get(name: str):
     """Return the backend module for ``name`` (``cpu`` or ``cuda``)."""

@@ -6,7 +6,6 @@ or import the others.
 
 from __future__ import annotations
 
-import importlib
 import os
 
 import numpy as np
@@ -14,6 +13,8 @@ import numpy as np
 # Numba's np.dot (and blas.gemm) call SciPy's own OpenBLAS, which is loaded lazily on the first
 # kernel call; load it now so that the thread limit below reaches it.
 import scipy.linalg.cython_blas  # noqa: F401
+
+from .. import LazyCells, lazy_exports  # noqa: E402
 
 name = "cpu"
 
@@ -43,34 +44,8 @@ if not ({"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.env
     os.environ["NUMBA_THREADING_LAYER_PRIORITY"] = "omp tbb workqueue"  # survives Numba's config reloads
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
-_EXPORTS = {
-    "embed_forward": "embed", "embed_backward": "embed", "onehot": "embed",
-    "linear_forward": "linear", "linear_backward": "linear",
-    "xent": "loss",
-    "grad_sumsq": "optim", "scale_": "optim", "clip_value_": "optim", "all_finite": "optim",
-    "adam_step": "optim", "sgd_step": "optim", "rmsprop_step": "optim",
-}
-
-
-class _Cells(dict):
-    def __missing__(self, key):
-        if key not in ("rnn", "lstm", "gru"):
-            raise KeyError(key)
-        mod = importlib.import_module(f"{__name__}.{key}")
-        self[key] = mod
-        return mod
-
-
-cells = _Cells()
-
-
-def __getattr__(attr):
-    if attr in _EXPORTS:
-        mod = importlib.import_module(f"{__name__}.{_EXPORTS[attr]}")
-        value = getattr(mod, attr)
-        globals()[attr] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+cells = LazyCells(__name__)
+__getattr__ = lazy_exports(__name__, globals())
 
 
 def to_device(a):

@@ -22,8 +22,6 @@ runs the kernels on the CPU for tests); without one the first allocation raises
 
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 
 from ...errors import CharlmError
@@ -34,39 +32,14 @@ except ImportError as e:  # pragma: no cover - depends on the environment
     raise CharlmError(f"the CUDA backend needs numba-cuda ({e}): "
                       "pip install 'charlm[cuda]', or use --device cpu") from e
 
+from .. import LazyCells, lazy_exports  # noqa: E402
 from . import elementwise as _ew
 from .launch import is_device
 
 name = "cuda"
 
-_EXPORTS = {
-    "embed_forward": "embed", "embed_backward": "embed", "onehot": "embed",
-    "linear_forward": "linear", "linear_backward": "linear",
-    "xent": "loss",
-    "grad_sumsq": "optim", "scale_": "optim", "clip_value_": "optim", "all_finite": "optim",
-    "adam_step": "optim", "sgd_step": "optim", "rmsprop_step": "optim",
-}
-
-
-class _Cells(dict):
-    def __missing__(self, key):
-        if key not in ("rnn", "lstm", "gru"):
-            raise KeyError(key)
-        mod = importlib.import_module(f"{__name__}.{key}")
-        self[key] = mod
-        return mod
-
-
-cells = _Cells()
-
-
-def __getattr__(attr):
-    if attr in _EXPORTS:
-        mod = importlib.import_module(f"{__name__}.{_EXPORTS[attr]}")
-        value = getattr(mod, attr)
-        globals()[attr] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+cells = LazyCells(__name__)
+__getattr__ = lazy_exports(__name__, globals())
 
 
 def to_device(a):
