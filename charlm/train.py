@@ -22,13 +22,14 @@ import os
 import shutil
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import checkpoint as ckpt
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import CharlmError, UsageError
+from .optim import Optimizer, learning_rate
 from .runlog import LN2, RunLog
 from .trainsetup import RunSpec, build_data, prepare_run, set_threads
 
@@ -40,7 +41,6 @@ class TrainResult:
     step: int
     best_val: float | None
     exit_code: int = 0
-    notes: list = field(default_factory=list)
 
 
 def train(sources=(), options: dict | None = None, *, resume: str | None = None, notice=None) -> TrainResult:
@@ -88,7 +88,6 @@ class Trainer:
             self.cfg = cfg = data.train_cfg  # batch/seq may have shrunk to fit
             self.mcfg = spec.model              # vocabulary size known now
             from .model import CharLM
-            from .optim import Optimizer
 
             self.model = CharLM(self.mcfg, seed=cfg.seed, device=spec.device)
             self.opt = Optimizer(cfg, self.model)
@@ -211,8 +210,6 @@ class Trainer:
         self._save_model(path, None)
 
     def _lr(self) -> float:
-        from .optim import learning_rate
-
         total = self._budget_steps() or None
         progress = self.elapsed / self.cfg.max_time if self.cfg.max_time and not total else None
         return learning_rate(self.cfg, self.step, total, progress)
