@@ -1,18 +1,20 @@
 """The one place that decides how CPU kernels are compiled.
 
-``kernel`` is ``numba.njit`` with the house options: ``cache=True`` (switch off
-with ``CHARLM_NUMBA_CACHE=0``; ``NUMBA_CACHE_DIR`` is honoured by Numba itself),
+``kernel`` is ``numba.njit`` with the house options: ``cache=True`` in charlm's per-user
+kernel cache (never inside the installed package; see ``charlm.kernelcache`` for where,
+``NUMBA_CACHE_DIR`` honoured, ``CHARLM_NUMBA_CACHE=0`` switches it off),
 ``error_model='numpy'`` (no ZeroDivisionError branch per division, so loops
 vectorize), ``nogil=True`` and no fastmath (fastmath makes ``isfinite`` lie).
 """
 
 from __future__ import annotations
 
-import os
-
 import numba
+from numba.core import caching
 
-CACHE = os.environ.get("CHARLM_NUMBA_CACHE", "1") != "0"
+from ... import kernelcache
+
+CACHE = kernelcache.enable(caching)
 
 
 def kernel(fn=None, **options):

@@ -14,22 +14,28 @@ The simulator runs kernels as Python with NumPy scalars, where ``math.exp`` retu
 float that a float32 constant would round back to float32 (NEP 50); there ``f32`` returns a
 Python float, which gives the same result dtypes as compiled code.
 
-``jit`` is ``cuda.jit`` with the house options: ``cache=True`` unless ``CHARLM_NUMBA_CACHE=0``
-(as for the CPU kernels), no fastmath (it would make ``isfinite`` lie).
+``jit`` is ``cuda.jit`` with the house options: ``cache=True`` in charlm's per-user kernel cache
+(as for the CPU kernels: ``charlm.kernelcache``; ``CHARLM_NUMBA_CACHE=0`` switches it off),
+no fastmath (it would make ``isfinite`` lie).
 """
 
 from __future__ import annotations
-
-import os
 
 import numpy as np
 from numba import cuda
 from numba.cuda import config as _cuda_config
 
+from ... import kernelcache
+
+try:
+    from numba.cuda.core import caching as _caching
+except ImportError:  # older numba-cuda: the CPU target's caching module
+    from numba.core import caching as _caching
+
 TILE = 16
 BLOCK = 256
 MAX_BLOCKS = 1024
-CACHE = os.environ.get("CHARLM_NUMBA_CACHE", "1") != "0"
+CACHE = kernelcache.enable(_caching)
 SIMULATOR = bool(_cuda_config.ENABLE_CUDASIM)
 
 _scratch: dict = {}
