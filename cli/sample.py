@@ -94,8 +94,14 @@ class _Sink:
 @click.option("--echo-prime/--no-echo-prime", default=True, help="Print the prime before the sample.")
 @click.option("--unknown", type=click.Choice(["error", "skip", "replace"]), default="error", show_default=True,
               help="Prime characters the model never saw: fail, drop them, or map them to a known one.")
-def sample(model, length, temperature, top_k, top_p, seed, prime, prime_file, num_samples, stop, output,
-           echo_prime, unknown):
+@click.option("--beam", type=int, default=0, show_default=True, metavar="K",
+              help="Beam search with K beams: the most probable continuation, deterministic (0 = sample). "
+                   "More conservative than sampling; --num-samples N prints the N best beams.")
+@click.option("--length-penalty", type=float, default=0.0, show_default=True, metavar="A",
+              help="Beam search: rank by log-probability / length**A (matters with --stop).")
+@click.pass_context
+def sample(ctx, model, length, temperature, top_k, top_p, seed, prime, prime_file, num_samples, stop, output,
+           echo_prime, unknown, beam, length_penalty):
     """Generate text from a trained model.
 
     The text goes to stdout (prime first, unless --no-echo-prime), streamed as it is made; notices go
@@ -110,6 +116,8 @@ def sample(model, length, temperature, top_k, top_p, seed, prime, prime_file, nu
         prime = read_prime_file(prime_file)
     prime = prime or ""
     SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples)
+    if beam:
+        return _beam(ctx, load(model), prime, beam, length_penalty, num_samples, stop, unknown, echo_prime, output)
     m = load(model)
     announce = seed is None
     if announce:
@@ -132,5 +140,28 @@ def sample(model, length, temperature, top_k, top_p, seed, prime, prime_file, nu
                 for b, text in enumerate(chunk):
                     parts[b].append(text)
             sink.write(SEPARATOR.join("".join(p) for p in parts))
+    finally:
+        sink.close()
+
+
+def _beam(ctx, m, prime, beam, length_penalty, num_samples, stop, unknown, echo_prime, output):
+    """`sample --beam K`: the num_samples best beams, printed like samples."""
+    from click.core import ParameterSource
+
+    from charlm.beam import lm_beam
+
+    if beam < 0 or num_samples > beam:
+        raise UsageError(f"--beam {beam} with --num-samples {num_samples}: --beam must be >= 1 and at least "
+                         "--num-samples (it prints the --num-samples best beams)")
+    ignored = [f"--{n.replace('_', '-')}" for n in ("temperature", "top_k", "top_p", "seed")
+               if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)]
+    if ignored:
+        notice(f"--beam is deterministic: {', '.join(ignored)} ignored")
+    hyps = lm_beam(m, prime, beam=beam, length=ctx.params["length"], length_penalty=length_penalty, stop=stop,
+                   unknown=unknown, notice=notice)
+    texts = [(prime if echo_prime else "") + m.tokenizer.decode(h.ids) for h in hyps[:num_samples]]
+    sink = _Sink(output)
+    try:
+        sink.write(SEPARATOR.join(texts))
     finally:
         sink.close()
