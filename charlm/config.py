@@ -57,6 +57,8 @@ class DataConfig(_DictMixin):
         _check(self.level in ("char", "byte"), "--level must be char or byte")
         _check(self.normalize in (None, "NFC"), "--normalize must be NFC (or omitted)")
         _check(self.vocab_cap >= 0, "--vocab-cap must be >= 0 (0 = no cap)")
+        _check(not (self.vocab_cap and self.level == "byte"),
+               "--vocab-cap does not apply to --level byte: a byte vocabulary is always the 256 byte values")
         _check(self.unknown in ("error", "replace"), "--unknown must be error or replace")
 
 

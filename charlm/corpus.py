@@ -54,8 +54,9 @@ def encode_corpus(text: str, tokenizer: CharTokenizer, *, unknown: str | None = 
              for i in range(0, len(text), ENCODE_CHARS)]
     ids = np.concatenate(parts) if parts else np.zeros(0, dtype)
     if ids.size == 0:
-        raise UsageError("the corpus encodes to no ids at all (every character is unknown): "
-                         "use --unknown replace, or a tokenizer built from this text")
+        head = "the corpus encodes to no ids at all (every character is unknown): use "
+        raise UsageError(head + 'unknown="replace", or a tokenizer built from this text',
+                         cli=head + "--unknown replace, or a tokenizer built from this text")
     return ids
 
 

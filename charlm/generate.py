@@ -123,8 +123,9 @@ class Model:
             return self.tokenizer.encode(prime)
         shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
         if unknown == "error":
-            raise UsageError(f"the prime has symbols the model never saw: {shown}. Fix: drop them, or pass "
-                             "--unknown skip (drop) or --unknown replace (map to a known symbol)")
+            head = f"the prime has symbols the model never saw: {shown}. Fix: drop them, or pass "
+            raise UsageError(head + 'unknown="skip" (drop) or unknown="replace" (map to a known symbol)',
+                             cli=head + "--unknown skip (drop) or --unknown replace (map to a known symbol)")
         ids = self.tokenizer.encode(prime, unknown="skip")
         if unknown == "skip":
             notice(f"prime: skipped symbols not in the vocabulary: {shown}")
@@ -224,15 +225,19 @@ class Model:
             bad = self._unknown_symbols(text)
             if bad:
                 shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-                raise UsageError(f"the text has symbols the model never saw: {shown}. "
-                                 "Fix: pass --unknown skip to leave them out of the score")
+                head = f"the text has symbols the model never saw: {shown}. Fix: pass "
+                raise UsageError(head + 'unknown="skip" to leave them out of the score',
+                                 cli=head + "--unknown skip to leave them out of the score")
             return tok.encode(text), 0
         ids = tok.encode(text, unknown=unknown)
         norm = unicodedata.normalize(tok.normalize, text) if tok.normalize else text
         total = len(norm.encode("utf-8", "surrogatepass")) if tok.level == "byte" else len(norm)
         dropped = total - ids.size
         if dropped and notice is not None:
-            notice(f"skipped {dropped} symbols not in the vocabulary")
+            bad = self._unknown_symbols(text)
+            shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+            notice(f"skipped {len(bad)} distinct symbol{'s' * (len(bad) != 1)} not in the vocabulary "
+                   f"({dropped} occurrence{'s' * (dropped != 1)}): {shown}")
         return ids, dropped
 
     def nats(self, ids, context: int | None = None) -> tuple[float, int]:
@@ -299,6 +304,9 @@ def split_ids(run_dir, split: str, tokenizer, notice: Callable | None = None) ->
     try:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
+        if isinstance(saved, dict) and "corpus" not in saved and saved.get("imported_from"):
+            raise UsageError(f"{run_dir} was made by charlm import (from {saved['imported_from']}): it has no "
+                             "training corpus, so no val/test split; pass --file TEXT instead of --split")
         data, train = saved["corpus"], saved["train"]
         sources = list(data["sources"])
     except FileNotFoundError:

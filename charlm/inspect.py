@@ -10,7 +10,8 @@ GRU 15,150 (Keras, reset_after=False) / 15,300 (Keras reset_after=True, and PyTo
 ``keras=True`` counts what Keras prints for the equivalent model: GRU layers as reset_after=True.
 
 The training summary reads the model file's metadata ``extra`` (written by the trainer, or by
-``charlm import``) and, when present, ``RUN_DIR/metrics.jsonl`` (see ``charlm.runlog``).
+``charlm import``) and, when present, ``RUN_DIR/metrics.jsonl`` (see ``charlm.runlog``) and the
+header of the run's newest resume checkpoint (its step, epoch and wall time).
 """
 
 from __future__ import annotations
@@ -114,31 +115,51 @@ def _num(x):
     return x if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
 
 
-def training_summary(config: ModelConfig, extra: dict, metrics: list[dict] | None) -> dict:
-    """Steps, characters seen, wall time, best validation loss, ... from metadata ``extra`` and metrics.
+def _epochs_at(steps, points) -> float | None:
+    """Epochs done after ``steps`` steps, from any known (step, epoch) pair (epochs grow linearly)."""
+    for step, epoch in points:
+        if step is not None and epoch is not None and step == steps:
+            return epoch
+    for step, epoch in points:
+        if step and epoch:
+            return steps * epoch / step
+    return None
 
-    Keys are always present; a value is None when neither source knows it.
+
+def training_summary(config: ModelConfig, extra: dict, metrics: list[dict] | None,
+                     state: dict | None = None) -> dict:
+    """Steps, epochs, characters seen, wall time, best validation loss, ... of a run.
+
+    Sources: the model file's metadata ``extra``, the records of metrics.jsonl and ``state``, the
+    metadata of the run's newest resume checkpoint (``checkpoint_state``): the step count is the
+    furthest any of them reached, and epochs are those of that step (not of the last log line).
+    ``last_train_loss`` is the mean of the last train line, logged at ``last_train_step``.
+    Keys are always present; a value is None when no source knows it.
     """
     extra = extra if isinstance(extra, dict) else {}
+    state = state if isinstance(state, dict) else {}
     metrics = metrics or []
     train = [r for r in metrics if _num(r.get("train_loss")) is not None]
     evals = [r for r in metrics if _num(r.get("val_loss")) is not None]
     model_step = _num(extra.get("step"))
-    steps = max([s for s in [model_step] + [_num(r["step"]) for r in metrics] if s is not None], default=None)
+    known = [model_step, _num(state.get("step"))] + [_num(r["step"]) for r in metrics]
+    steps = max([s for s in known if s is not None], default=None)
     chars = _num(extra.get("chars_seen"))
     if chars is not None and model_step and steps and steps > model_step:
         chars = round(chars * steps / model_step)   # the run went on after the saved model
-    wall = max([t for t in [_num(extra.get("train_seconds"))] + [_num(r.get("elapsed")) for r in metrics]
-                if t is not None], default=None)
+    wall = max([t for t in [_num(extra.get("train_seconds")), _num(state.get("elapsed"))]
+                + [_num(r.get("elapsed")) for r in metrics] if t is not None], default=None)
     best = min(evals, key=lambda r: r["val_loss"]) if evals else None
     best_loss = best["val_loss"] if best else _num(extra.get("val_loss"))
     last = train[-1] if train else None
+    points = [(_num(state.get("step")), _num(state.get("epoch"))), (model_step, _num(extra.get("epoch")))]
+    points += [(_num(r["step"]), _num(r.get("epoch"))) for r in reversed(metrics)]
     return {
         "cell": config.cell,
         "vocab_size": config.vocab_size,
         "steps": steps,
         "model_step": model_step,
-        "epochs": _num(last.get("epoch")) if last else _num(extra.get("epoch")),
+        "epochs": None if steps is None else _epochs_at(steps, points),
         "chars_seen": chars,
         "wall_seconds": wall,
         "best_val_loss": best_loss,
@@ -147,8 +168,29 @@ def training_summary(config: ModelConfig, extra: dict, metrics: list[dict] | Non
         "evaluations": len(evals),
         "last_train_loss": last["train_loss"] if last else None,
         "last_train_bpc": last["train_loss"] / LN2 if last else None,
+        "last_train_step": last["step"] if last else None,
         "imported_from": extra.get("imported_from"),
+        "fine_tuned_from": extra.get("fine_tuned_from") if isinstance(extra.get("fine_tuned_from"), dict) else None,
     }
+
+
+def checkpoint_state(run_dir) -> dict | None:
+    """The trainer's metadata (step, elapsed, epoch, ...) of RUN_DIR's newest readable resume
+    checkpoint, read from its header only; None when there is none."""
+    from . import tensorfile
+    from .checkpoint import CHECKPOINT_FORMAT, _checker, _decode_fields, checkpoint_paths
+    from .errors import CharlmError
+
+    for path in checkpoint_paths(run_dir):
+        if not path.exists():
+            continue
+        try:
+            md, _ = tensorfile.read(path, missing_msg="", header_only=True, check_meta=_checker(CHECKPOINT_FORMAT))
+            meta = _decode_fields(path, md, ("meta",))["meta"]
+        except CharlmError:
+            continue
+        return {**meta, "step": int(md["step"])}
+    return None
 
 
 def run_dir_of(path) -> Path | None:
@@ -174,8 +216,9 @@ def summarize(path, *, keras: bool = False) -> dict:
                               "the file is corrupt or foreign") from None
     run_dir = run_dir_of(path)
     metrics = read_metrics(run_dir) if run_dir is not None else None
+    state = checkpoint_state(run_dir) if run_dir is not None else None
     return {"path": str(resolve_model_path(path)), "model": model_summary(config, keras=keras),
-            "training": training_summary(config, meta.get("extra", {}), metrics)}
+            "training": training_summary(config, meta.get("extra", {}), metrics, state)}
 
 
 # ---------------------------------------------------------------- text
@@ -210,7 +253,8 @@ def format_summary(s: dict) -> str:
         lines.append(f" {layer['name']:<28}{_shape(layer['shape']):<24}{layer['params']:>12,}")
     lines += [bold, f"Total params: {m['total_params']:,} ({_size(m['total_params'] * 4)} as float32)"]
     if m["counting"] == "keras":
-        lines.append("Counted as Keras does: one bias per gate block (GRU: reset_after=True, two).")
+        gru = " (GRU as reset_after=True: two)" if c["cell"] == "gru" else ""
+        lines.append(f"Counted as Keras does: one bias per gate block{gru}.")
     else:
         lines.append("Counted as PyTorch does (two biases per gate block); --keras counts one.")
     lines += [rule, "Training"]
@@ -221,6 +265,10 @@ def format_summary(s: dict) -> str:
 
     if t["imported_from"]:
         row("imported from", t["imported_from"])
+    ft = t["fine_tuned_from"]
+    if ft:
+        at = f" (step {ft['step']:,})" if isinstance(ft.get("step"), int) else ""
+        row("fine-tuned from", f"{ft.get('path')}{at}")
     row("cell", t["cell"])
     row("vocabulary size", t["vocab_size"])
     if t["steps"] is not None:
@@ -230,7 +278,8 @@ def format_summary(s: dict) -> str:
     row("characters seen", None if t["chars_seen"] is None else f"{t['chars_seen']:,}")
     row("wall time", None if t["wall_seconds"] is None else _duration(t["wall_seconds"]))
     if t["last_train_loss"] is not None:
-        row("last train loss", f"{t['last_train_loss']:.4f} nats/char ({t['last_train_bpc']:.3f} bpc)")
+        at = f" at step {t['last_train_step']:,}" if t["last_train_step"] is not None else ""
+        row("last train loss", f"{t['last_train_loss']:.4f} nats/char ({t['last_train_bpc']:.3f} bpc){at}")
     if t["best_val_loss"] is not None:
         at = f" at step {t['best_val_step']:,}" if t["best_val_step"] is not None else ""
         row("best val loss", f"{t['best_val_loss']:.4f} nats/char ({t['best_val_bpc']:.3f} bpc){at}")

@@ -140,8 +140,8 @@ def text_chart(series, *, width: int = 60, height: int = 15, x_label: str = "", 
     lines.append(" " * (pad + 2) + left + right.rjust(width - len(left)))
     if x_label:
         lines.append(" " * (pad + 2) + x_label.center(width).rstrip())
-    legend = "   ".join(f"{mark} {label} ({len(xs)} points)" if xs else f"{mark} {label} (none yet)"
-                       for label, mark, xs, _ in series)
+    legend = "   ".join(f"{mark} {label} ({len(xs)} point{'' if len(xs) == 1 else 's'})" if xs
+                       else f"{mark} {label} (none yet)" for label, mark, xs, _ in series)
     lines.append(" " * (pad + 2) + legend)
     return "\n".join(lines)
 

@@ -1,10 +1,12 @@
 """CharTokenizer: text <-> int32 ids, one id per character (or per UTF-8 byte).
 
-Ids are deterministic: the known symbols are sorted by code point (by byte value at
-``level="byte"``). With ``unknown="replace"`` ONE extra id is reserved for unknown
-symbols and it is always the LAST id (``unk_id == len(tok) - 1``), so the other ids
-match the ``"error"``/``"skip"`` tokenizer of the same text; ``.vocab[unk_id]`` is None
-and it decodes to U+FFFD.
+Ids are deterministic: the known symbols are sorted by code point. At ``level="byte"`` a
+tokenizer built from text (``from_text``/``from_counts``) holds all 256 byte values, id =
+byte value, whatever the text contains, so every string round-trips (tokenizer files
+written before this rule, which hold only the bytes their text had, still load unchanged).
+With ``unknown="replace"`` ONE extra id is reserved for unknown symbols and it is always
+the LAST id (``unk_id == len(tok) - 1``), so the other ids match the ``"error"``/``"skip"``
+tokenizer of the same text; ``.vocab[unk_id]`` is None and it decodes to U+FFFD.
 
 Unknown policies (default for ``encode``, overridable per call):
     error    raise UsageError listing the unknown symbols and the fix
@@ -171,7 +173,8 @@ class CharTokenizer:
     @classmethod
     def from_text(cls, text: str, *, level: str = "char", normalize: str | None = None,
                   min_count: int = 1, max_vocab: int | None = None, unknown: str = "error"):
-        """The vocabulary of ``text``: its distinct symbols, filtered by min_count/max_vocab.
+        """The vocabulary of ``text``: its distinct symbols, filtered by min_count/max_vocab
+        (at ``level="byte"``: the 256 byte values, independent of the text; ``text`` may be "").
 
         ``max_vocab`` caps the number of symbols kept from the text (the most frequent);
         the unknown id of ``unknown="replace"`` comes on top of it. A ``corpus.Corpus`` works too.
@@ -192,21 +195,40 @@ class CharTokenizer:
         """Like ``from_text`` from dense counts (``count_symbols``), for streamed corpora."""
         _check_args(level, normalize, unknown)
         if type(min_count) is not int or min_count < 1:
-            raise UsageError("--min-count must be an integer >= 1")
+            raise UsageError("min_count must be an integer >= 1")
         if max_vocab is not None and (type(max_vocab) is not int or max_vocab < 1):
-            raise UsageError("--max-vocab must be an integer >= 1")
+            raise UsageError("max_vocab must be an integer >= 1")
         counts = np.asarray(counts, dtype=np.int64)  # (S,)
+        if level == "byte":
+            return cls._all_bytes(counts, normalize, unknown, min_count, max_vocab)
         if counts.sum() == 0:
             raise UsageError("empty text: there are no characters to build a vocabulary from")
         keep = select_symbols(counts, min_count, max_vocab)
         if keep.size == 0:
-            raise UsageError(f"no symbol occurs {min_count} times or more: lower --min-count")
+            raise UsageError(f"no symbol occurs {min_count} times or more: lower min_count")
         vocab = [int(v) for v in keep] if level == "byte" else [chr(v) for v in keep]
         kept = [int(c) for c in counts[keep]]
         if unknown == "replace":
             vocab.append(None)
             kept.append(int(counts.sum()) - sum(kept))
         return cls(vocab, level=level, normalize=normalize, unknown=unknown, counts=kept)
+
+    @classmethod
+    def _all_bytes(cls, counts, normalize, unknown, min_count, max_vocab):
+        """The byte vocabulary: all 256 byte values (id = byte value), whatever the text holds,
+        plus the unknown id of ``unknown="replace"`` (id 256, never produced by ``encode``)."""
+        if min_count != 1 or max_vocab is not None:
+            raise UsageError("min_count and max_vocab do not apply at byte level: a byte vocabulary is "
+                             "always the 256 byte values; use level=\"char\" to cap a vocabulary",
+                             cli="--min-count and --vocab-cap do not apply to --level byte: a byte "
+                                 "vocabulary is always the 256 byte values; use --level char to cap it")
+        full = np.zeros(256, dtype=np.int64)  # (256,)
+        full[:min(counts.size, 256)] = counts[:256]
+        vocab, kept = list(range(256)), [int(c) for c in full]
+        if unknown == "replace":
+            vocab.append(None)
+            kept.append(0)
+        return cls(vocab, level="byte", normalize=normalize, unknown=unknown, counts=kept)
 
     # ---- encoding -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -250,9 +272,11 @@ class CharTokenizer:
         if policy == "replace" and self.unk_id is not None:
             ids[bad] = self.unk_id
             return ids
-        raise UsageError(self._unknown_message(sym[bad], policy))
+        py, cli = self._unknown_message(sym[bad], policy)
+        raise UsageError(py, cli=cli)
 
-    def _unknown_message(self, unknown_syms: np.ndarray, policy: str) -> str:
+    def _unknown_message(self, unknown_syms: np.ndarray, policy: str) -> tuple[str, str]:
+        """The error for symbols outside the vocabulary: (library wording, CLI wording)."""
         vals, cnt = np.unique(unknown_syms, return_counts=True)
         order = np.lexsort((vals, -cnt))[:10]
         conv = (lambda v: int(v)) if self.level == "byte" else chr
@@ -260,12 +284,15 @@ class CharTokenizer:
         more = f", and {vals.size - len(order)} more" if vals.size > len(order) else ""
         what = "bytes" if self.level == "byte" else "characters"
         if policy == "replace":
-            fix = ("this tokenizer has no unknown id (it was built with --unknown "
-                   f"{self.unknown}): use --unknown skip, or rebuild it with --unknown replace")
+            fixes = (f'this tokenizer has no unknown id (it was built with unknown="{self.unknown}"): pass '
+                     'unknown="skip", or rebuild it with unknown="replace"',
+                     "this tokenizer has no unknown id (it was built with --unknown "
+                     f"{self.unknown}): use --unknown skip, or rebuild it with --unknown replace")
         else:
-            fix = "pass --unknown skip to drop them, or --unknown replace (chosen when the vocabulary is built)"
-        return (f"{unknown_syms.size} {what} not in the vocabulary ({vals.size} distinct): "
-                f"{shown}{more}. Fix: {fix}")
+            fixes = ('pass unknown="skip" to drop them, or build the tokenizer with unknown="replace"',
+                     "pass --unknown skip to drop them, or --unknown replace (chosen when the vocabulary is built)")
+        head = f"{unknown_syms.size} {what} not in the vocabulary ({vals.size} distinct): {shown}{more}. Fix: "
+        return head + fixes[0], head + fixes[1]
 
     # ---- decoding -----------------------------------------------------------------------
     def _check_ids(self, ids) -> np.ndarray:

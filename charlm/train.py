@@ -186,6 +186,12 @@ class Trainer:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
+        if interval_steps and status != "diverged":  # the steps since the last log line get their line too
+            cps = interval_chars / interval_time if interval_time > 0 else 0.0
+            mean = interval_loss / interval_steps
+            self.log.train_line({"step": self.step, "epoch": round(self.step / wpe, 4), "train_loss": mean,
+                                 "train_bpc": mean / LN2, "lr": lr, "grad_norm": grad_norm,
+                                 "chars_per_sec": cps, "elapsed": round(self.elapsed, 3)}, total, None)
         if status != "diverged":
             self._evaluate_and_save(final=True)
         else:
@@ -262,7 +268,8 @@ class Trainer:
         be = self.model.backend
         tensors = {"model.flat": be.to_host(self.model.flat), **self.opt.tensors(),
                    "state.h": be.to_host(self.state[0]), "state.c": be.to_host(self.state[1])}
-        meta = {"step": self.step, "opt_steps": self.opt.step_count, "best_val": self.best_val,
+        meta = {"step": self.step, "epoch": self.step / self.streams.windows_per_epoch,
+                "opt_steps": self.opt.step_count, "best_val": self.best_val,
                 "bad_evals": self.bad_evals, "elapsed": self.elapsed,
                 "model_config": self.mcfg.to_dict(), "train_config": self.cfg.to_dict(),
                 "data_config": self.dcfg.to_dict(), "data_fingerprint": self.spec.fingerprint,

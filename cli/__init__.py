@@ -62,7 +62,7 @@ class CharlmGroup(click.Group):
         except CharlmError as e:
             if debug_enabled(ctx):
                 raise
-            raise CharlmCLIError(str(e), e.exit_code) from None
+            raise CharlmCLIError(getattr(e, "cli_message", None) or str(e), e.exit_code) from None
         except KeyboardInterrupt:
             if debug_enabled(ctx):
                 raise

@@ -119,9 +119,9 @@ def sample(ctx, model, length, temperature, top_k, top_p, seed, prime, prime_fil
     if beam:
         return _beam(ctx, load(model), prime, beam, length_penalty, num_samples, stop, unknown, echo_prime, output)
     m = load(model)
-    announce = seed is None
-    if announce:
-        seed = secrets.randbelow(2**31)
+    announce = seed is None and temperature > 0   # argmax (temperature 0) needs no seed
+    if seed is None:
+        seed = secrets.randbelow(2**31) if announce else 0
     kwargs = dict(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, prime=prime,
                   num_samples=num_samples, stop=stop, unknown=unknown, echo_prime=echo_prime, notice=notice)
     pieces = m.iter_sample(**kwargs)

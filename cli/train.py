@@ -149,8 +149,11 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
     options.update({k: v for k, v in flags.items() if v is not None})
     if print_config:
         spec = prepare_run(list(corpus), dict(options), resume=resume, notice=notice)
+        # every model field, as "train" lists every training field; the vocabulary size comes from the corpus
+        model = {"vocab_size": None, **ModelConfig(vocab_size=1, **spec.model_options).to_dict()}
+        model["vocab_size"] = None
         click.echo(json.dumps({"run_dir": spec.run_dir, "corpus": spec.data.to_dict(),
-                               "model": spec.model_options, "train": spec.train.to_dict()}, indent=2))
+                               "model": model, "train": spec.train.to_dict()}, indent=2))
         return
     result = run_train(corpus, options, resume=resume, notice=notice)
     if result.best_val is not None:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from test_generate import cycle_model, save
 
 from charlm.config import ModelConfig
+from charlm.errors import UsageError
 from charlm.generate import load
 from charlm.model import CharLM
 from charlm.tokenizer import CharTokenizer
@@ -51,6 +52,9 @@ def test_sample_stdout_is_only_the_text(abc):
     assert r.stdout == "ca" + "bc\nabc"
     r = run("sample", abc, "-n", 3, "-t", 0, "--prime", "ca", "--no-echo-prime")
     assert r.stdout == "bc\n"
+    assert "seed" not in r.stderr      # argmax needs no seed: nothing to announce
+    r = run("sample", abc, "-n", 3, "-t", 0.5, "--prime", "ca", "--no-echo-prime")
+    assert r.exit_code == 0 and r.stdout == "bc\n"
     assert "seed" in r.stderr          # a random seed is announced on stderr, not stdout
 
 
@@ -121,7 +125,32 @@ def test_eval_split_and_errors(run_dir, tmp_path):
     r = run("eval", run_dir, "--file", f)
     assert r.exit_code == 2 and "'Z'" in r.stderr
     r = run("eval", run_dir, "--file", f, "--unknown", "skip", "--json")
-    assert r.exit_code == 0 and json.loads(r.stdout)["chars"] == 6 and "skipped 1" in r.stderr
+    assert r.exit_code == 0 and json.loads(r.stdout)["chars"] == 6 and "skipped 1 distinct symbol " in r.stderr
+    f.write_text("the ZZcatZ Q", encoding="utf-8")   # distinct symbols and occurrences, each named
+    r = run("eval", run_dir, "--file", f, "--unknown", "skip", "--json")
+    assert r.exit_code == 0 and "skipped 2 distinct symbols not in the vocabulary (4 occurrences)" in r.stderr
+
+
+def test_eval_split_of_an_imported_run(run_dir, tmp_path):
+    imp = tmp_path / "imported"
+    imp.mkdir()
+    (imp / "model.safetensors").write_bytes((run_dir / "model.safetensors").read_bytes())
+    (imp / "config.json").write_text(json.dumps({"model": {}, "imported_from": "/x/torch.safetensors"}))
+    r = run("eval", imp, "--split", "val")
+    assert r.exit_code == 2 and "charlm import" in r.stderr and "--file TEXT" in r.stderr
+    assert "not a valid run config" not in r.stderr
+
+
+def test_unknown_wording_library_vs_cli(run_dir, tmp_path):
+    m = load(run_dir)
+    with pytest.raises(UsageError) as e:
+        m.eval("the Zcat")
+    assert 'unknown="skip"' in str(e.value) and "--unknown" not in str(e.value)
+    with pytest.raises(UsageError) as e:
+        m.sample(length=2, prime="Z", seed=1)
+    assert 'unknown="skip"' in str(e.value) and "--unknown" not in str(e.value)
+    r = run("sample", run_dir, "-n", 2, "--prime", "Z")
+    assert r.exit_code == 2 and "--unknown skip" in r.stderr and 'unknown="' not in r.stderr
 
 
 def test_score(run_dir, tmp_path):

@@ -158,3 +158,43 @@ def test_info_cli_errors(tmp_path):
     assert r.exit_code == 1 and "Error" in r.stderr and "Traceback" not in r.output
     r = run("info", tmp_path)                       # a directory without model.safetensors
     assert r.exit_code == 2 and "no such model file" in r.stderr
+
+
+def test_training_summary_prefers_the_checkpoint_state(run_dir):
+    d, config = run_dir
+    metrics = read_metrics(d)
+    t = training_summary(config, {"step": 40, "epoch": 2.0}, metrics, {"step": 80, "epoch": 4.0, "elapsed": 7.0})
+    assert t["steps"] == 80 and t["epochs"] == 4.0 and t["wall_seconds"] == 7.0
+    assert t["last_train_loss"] == 1.1 and t["last_train_step"] == 60
+    t = training_summary(config, {"step": 40, "epoch": 2.0}, metrics[:1], {"step": 50})  # no epoch anywhere at 50
+    assert t["steps"] == 50 and t["epochs"] == pytest.approx(2.5)     # 50 steps at 20 steps per epoch
+    assert t["last_train_step"] == 20
+
+
+def test_info_keras_note_names_gru_only_for_gru(run_dir):
+    d, config = run_dir
+    lstm = run("info", d, "--keras").stdout
+    assert "Counted as Keras does" in lstm and "GRU" not in lstm and "reset_after" not in lstm
+    tok = CharTokenizer.from_text("hello world\n")
+    gru = ModelConfig(vocab_size=len(tok), cell="gru", layers=1, hidden=8, embed=4)
+    path = checkpoint.save_model(d.parent / "gru.safetensors", CharLM(gru, seed=0).state_dict(),
+                                 model_config=gru.to_dict(), tokenizer=tok.to_dict())
+    assert "reset_after=True" in run("info", path, "--keras").stdout
+
+
+def test_info_of_a_short_real_run(tmp_path):
+    """A run shorter than --log-every: steps, epochs and the last train loss are those of its last step."""
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("hello world, hello charlm!\n" * 40, encoding="utf-8")
+    out = tmp_path / "run"
+    r = run("train", corpus, "--cell", "lstm", "--layers", 1, "--hidden", 8, "--embed", 4, "--seq-len", 8,
+            "--batch-size", 2, "--max-steps", 7, "--log-every", 5, "--eval-every", 100, "--out", out)
+    assert r.exit_code == 0, r.output
+    n = len(np.load(out / "ids.npy"))
+    wpe = ((n - int(n * 0.1) - 1) // 2) // 8
+    t = json.loads(run("info", out, "--json").stdout)["training"]
+    last = [rec for rec in read_metrics(out) if "train_loss" in rec][-1]
+    assert t["steps"] == 7 and t["last_train_step"] == 7 and last["step"] == 7
+    assert t["epochs"] == pytest.approx(7 / wpe) and t["last_train_loss"] == last["train_loss"]
+    text = run("info", out).stdout
+    assert "at step 7" in text and f"{7 / wpe:.2f}" in text

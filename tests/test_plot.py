@@ -57,7 +57,7 @@ def test_text_chart_geometry():
     assert lines[1].split("|")[0].strip() == "2" and lines[5].split("|")[0].strip() == "1"
     assert lines[6].strip() == "+" + "-" * 11
     assert lines[7].split() == ["0", "10"] and lines[8].strip() == "step"
-    assert "* a (2 points)" in lines[9] and "o b (1 points)" in lines[9]
+    assert "* a (2 points)" in lines[9] and "o b (1 point)" in lines[9]
     with pytest.raises(CharlmError, match="nothing to plot"):
         text_chart([("a", "*", [], [])])
     flat = text_chart([("a", "*", [3], [1.0])], width=10, height=4)   # one point, zero spans: no crash

@@ -227,5 +227,5 @@ def test_eval_file_with_unseen_characters(model_run, tmp_path):
     assert r.stdout == ""
     ok = run("eval", model_run, "--file", p, "--unknown", "skip", "--json")
     assert ok.exit_code == 0, ok.output
-    assert "skipped 2 symbols not in the vocabulary" in ok.stderr
+    assert "skipped 2 distinct symbols not in the vocabulary (2 occurrences)" in ok.stderr
     assert json.loads(ok.stdout)["chars"] == len("the Zebra ate a crêpe") - 2 - 1

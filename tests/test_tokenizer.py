@@ -66,7 +66,9 @@ def test_error_policy_names_characters_counts_and_fix():
     msg = str(e.value)
     assert "4 characters not in the vocabulary (3 distinct)" in msg
     assert "'x' x2" in msg and "'\\x00' x1" in msg and "'y' x1" in msg
-    assert "--unknown skip" in msg and "--unknown replace" in msg
+    assert 'unknown="skip"' in msg and 'unknown="replace"' in msg and "--unknown" not in msg
+    cli = e.value.cli_message   # the CLI shows the same message in its own words
+    assert cli.startswith("4 characters not in") and "--unknown skip" in cli and "--unknown replace" in cli
     many = "".join(chr(0x4E00 + i) for i in range(30))
     with pytest.raises(UsageError, match="and 20 more"):
         tok.encode(many)
@@ -96,7 +98,7 @@ def test_min_count_and_max_vocab_filtering():
     assert tok.decode(tok.encode(text)) == "aaaabbb\ufffd\ufffd\ufffd"
     tied = CharTokenizer.from_text("ba", max_vocab=1)  # ties: lower code point kept
     assert tied.vocab == ["a"]
-    with pytest.raises(UsageError, match="min-count"):
+    with pytest.raises(UsageError, match="min_count"):
         CharTokenizer.from_text("abc", min_count=5)
     for bad in ({"min_count": 0}, {"max_vocab": 0}, {"level": "word"}, {"unknown": "x"}, {"normalize": "NFD"}):
         with pytest.raises(UsageError):
@@ -123,11 +125,34 @@ def test_nfc_normalization():
 
 def test_byte_level_unknown_and_garbage_ids():
     tok = CharTokenizer.from_text("안녕 hi", level="byte", unknown="replace")
-    assert tok.vocab[:-1] == sorted(set("안녕 hi".encode()))
+    assert tok.vocab[:-1] == list(range(256)) and tok.unk_id == 256   # all bytes, then the unknown id
     assert tok.decode(tok.encode("hi 안녕")) == "hi 안녕"
-    assert tok.decode(tok.encode("hé")) == "h\ufffd\ufffd"  # é's two bytes are unknown
-    lead = tok.vocab.index("안".encode()[0])
-    assert tok.decode([lead, tok.vocab.index(ord("h"))]) == "\ufffdh"  # invalid UTF-8 never raises
+    assert tok.decode(tok.encode("hé")) == "hé"                      # bytes the text never had
+    lead = "안".encode()[0]
+    assert tok.decode([lead, ord("h")]) == "\ufffdh"  # invalid UTF-8 never raises
+
+
+def test_byte_vocabulary_is_all_256_bytes():
+    tok = CharTokenizer.from_text("ab", level="byte")
+    assert tok.vocab == list(range(256)) and tok.counts[ord("a")] == 1 and sum(tok.counts) == 2
+    assert tok.decode(tok.encode("never seen ∑ 👋\x00")) == "never seen ∑ 👋\x00"
+    empty = CharTokenizer.from_text("", level="byte")
+    assert empty.vocab == tok.vocab and empty.decode(empty.encode("∑")) == "∑"
+    with pytest.raises(UsageError, match="byte level"):
+        CharTokenizer.from_text("ab", level="byte", max_vocab=10)
+
+
+def test_older_byte_tokenizer_files_keep_their_vocabulary(tmp_path):
+    """A byte tokenizer saved before the 256-byte rule held only the bytes of its text: it loads as it was."""
+    old = {"format": "charlm-tokenizer", "version": 1, "level": "byte", "normalize": None, "unknown": "error",
+           "vocab": [104, 105], "counts": [3, 2]}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old), encoding="utf-8")
+    tok = CharTokenizer.load(path)
+    assert tok.vocab == [104, 105] and len(tok) == 2 and tok.to_dict() == old
+    assert tok.decode(tok.encode("hih")) == "hih" and list(tok.encode("hi")) == [0, 1]
+    with pytest.raises(UsageError, match="not in the vocabulary"):
+        tok.encode("x")
 
 
 def test_stream_decoder_handles_split_characters():

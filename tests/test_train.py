@@ -188,7 +188,11 @@ def test_cli_train_and_print_config(corpus, tmp_path):
     r = runner.invoke(cli, ["train", corpus, "--config", str(cfg), "--hidden", "20", "--print-config"])
     assert r.exit_code == 0, r.output
     conf = json.loads(r.stdout)
-    assert conf["model"] == {"cell": "gru", "hidden": 20} and conf["train"]["max_time"] == 120.0
+    assert conf["model"]["cell"] == "gru" and conf["model"]["hidden"] == 20 and conf["train"]["max_time"] == 120.0
+    from charlm.config import ModelConfig, TrainConfig  # both sections in full: every field, defaults included
+    assert set(conf["model"]) == set(ModelConfig(vocab_size=1).to_dict()) and conf["model"]["vocab_size"] is None
+    assert conf["model"]["layers"] == ModelConfig(vocab_size=1).layers and conf["model"]["dropout"] == 0.1
+    assert set(conf["train"]) == set(TrainConfig().to_dict())
     for bad in (["--lr", "0"], ["--dropout", "1.5"], ["--seq-len", "0"], ["--hidden", "-3"],
                 ["--cell", "transformer"], ["--max-time", "soon"]):
         r = runner.invoke(cli, ["train", corpus, "--out", str(tmp_path / "x"), *bad])
@@ -217,3 +221,18 @@ def test_train_from_stdin_and_named_corpus(tmp_path, monkeypatch):
     res = train(["hello"], {"cell": "rnn", "layers": 1, "hidden": 8, "embed": 0, "max_steps": 2,
                             "val_frac": 0.0, "out": str(tmp_path / "hello")})
     assert res.step == 2 and os.path.exists(tmp_path / "hello" / "model.safetensors")
+
+
+def test_byte_level_run_holds_all_256_bytes(corpus, tmp_path):
+    from charlm.tokenizer import CharTokenizer
+
+    out = tmp_path / "bytes"
+    r = CliRunner().invoke(cli, ["train", corpus, "--level", "byte", "--cell", "rnn", "--layers", "1", "--hidden", "8",
+                                 "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--max-steps", "2",
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    tok = CharTokenizer.load(out / "tokenizer.json")
+    assert tok.vocab == list(range(256))
+    r = CliRunner().invoke(cli, ["sample", str(out), "--prime", "never seen ∑", "-n", "3", "--seed", "1"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("never seen ∑")
