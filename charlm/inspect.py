@@ -171,6 +171,7 @@ def training_summary(config: ModelConfig, extra: dict, metrics: list[dict] | Non
         "last_train_step": last["step"] if last else None,
         "imported_from": extra.get("imported_from"),
         "fine_tuned_from": extra.get("fine_tuned_from") if isinstance(extra.get("fine_tuned_from"), dict) else None,
+        "ranks": _num(extra.get("ranks")),
     }
 
 
@@ -277,6 +278,7 @@ def format_summary(s: dict) -> str:
     row("epochs", None if t["epochs"] is None else f"{t['epochs']:.2f}")
     row("characters seen", None if t["chars_seen"] is None else f"{t['chars_seen']:,}")
     row("wall time", None if t["wall_seconds"] is None else _duration(t["wall_seconds"]))
+    row("MPI ranks", None if not t.get("ranks") else f"{int(t['ranks'])} (data-parallel)")
     if t["last_train_loss"] is not None:
         at = f" at step {t['last_train_step']:,}" if t["last_train_step"] is not None else ""
         row("last train loss", f"{t['last_train_loss']:.4f} nats/char ({t['last_train_bpc']:.3f} bpc){at}")

@@ -17,6 +17,7 @@ uninterrupted run (same machine and thread count).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import distributed
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import CharlmError, UsageError
 from .optim import Optimizer, learning_rate
@@ -74,16 +76,25 @@ class Trainer:
     # ----- the run ----------------------------------------------------------------------------
     def run(self) -> TrainResult:
         spec, cfg = self.spec, self.cfg
+        w = self.world = distributed.world()
+        if w.size > 1:  # every rank validated the same options; rank 0's directory name is the run's
+            spec.run_dir = w.bcast(spec.run_dir)
+            w.barrier()
+        if not w.is_root:
+            self.notice = lambda msg: None
         created = not os.path.exists(spec.run_dir)
-        ckpt.check_writable_dir(spec.run_dir)
-        with ckpt.RunLock(spec.run_dir):
-            set_threads(cfg.threads)
+        if w.is_root:
+            ckpt.check_writable_dir(spec.run_dir)
+        with ckpt.RunLock(spec.run_dir) if w.is_root else contextlib.nullcontext():
+            set_threads(cfg.threads or (distributed.threads_per_rank(w) if w.size > 1 else 0))
             try:
-                data = build_data(spec, notice=self.notice)
+                data = build_data(spec, notice=self.notice) if w.is_root else None
             except BaseException:
                 if created and not spec.resumed:  # a bad corpus leaves no empty run directory behind
                     shutil.rmtree(spec.run_dir, ignore_errors=True)
                 raise
+            if w.size > 1:
+                data = distributed.share_data(spec, data, w)
             self.tok, self.streams, self.val = data.tokenizer, data.streams, data.val
             self.cfg = cfg = data.train_cfg  # batch/seq may have shrunk to fit
             self.mcfg = spec.model              # vocabulary size known now
@@ -91,15 +102,20 @@ class Trainer:
 
             self.model = CharLM(self.mcfg, seed=cfg.seed, device=spec.device)
             self.opt = Optimizer(cfg, self.model)
-            self.state = self.model.init_state(cfg.batch_size)
+            self.lo, self.hi = distributed.shard(cfg.batch_size, w)   # this rank's streams
+            self.state = self.model.init_state(self.hi - self.lo)
             self.step, self.best_val, self.bad_evals, self.elapsed = 0, None, 0, 0.0
             if spec.resumed:
                 self._load_checkpoint()
-            else:
+            elif w.is_root:
                 spec.save_files(self.tok, cfg)
-            self.log = RunLog(spec.run_dir, notice=self.notice, resume_step=self.step if spec.resumed else None)
+            self.log = (RunLog(spec.run_dir, notice=self.notice, resume_step=self.step if spec.resumed else None)
+                        if w.is_root else distributed.NullLog())
             try:
-                return self._loop()
+                result = self._loop()
+                w.barrier()             # every rank leaves together, after rank 0 has written its files
+                distributed.mark_clean()
+                return result
             finally:
                 self.log.close()
 
@@ -133,11 +149,15 @@ class Trainer:
                     break
                 epoch, k = divmod(self.step, wpe)
                 if k == 0:
-                    self.state = model.init_state(cfg.batch_size)
-                x, y = streams.window(epoch, k)
+                    self.state = model.init_state(self.hi - self.lo)
+                x, y = self._window(epoch, k)
                 t0 = time.perf_counter()
                 rng = np.random.default_rng((cfg.seed, self.step)) if self.mcfg.dropout > 0 else None
+                if rng is not None and self.world.size > 1:
+                    rng = distributed.ShardRNG(rng, cfg.batch_size, self.lo, self.hi)
                 loss, new_state = model.train_step(x, y, self.state, rng)
+                if self.world.size > 1:
+                    distributed.allreduce_grads(self.world, model)
                 grad_norm = self.opt.clip()
                 if not (math.isfinite(loss) and math.isfinite(grad_norm)):
                     status, exit_code = "diverged", 1
@@ -158,6 +178,9 @@ class Trainer:
                     interval_time += dt
                     interval_chars += chars_per_step
                 self.elapsed += dt
+                if self.world.size > 1:  # one small all-reduce: mean loss, signals, rank 0's clock
+                    loss, self.elapsed, stopper.signum = distributed.step_control(
+                        self.world, loss, self.elapsed, stopper.signum)
                 interval_loss += loss
                 interval_steps += 1
                 if self.step % cfg.log_every == 0 or self.step == 1:
@@ -176,7 +199,7 @@ class Trainer:
                         break
                 elif self.step % cfg.save_every == 0 and not stop_now:
                     self._save_checkpoint()
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.world.is_root:
                     self._print_sample()
                 self.elapsed += time.perf_counter() - t1
                 if stop_now:
@@ -204,6 +227,8 @@ class Trainer:
 
     def _salvage(self) -> None:
         """After divergence: make sure model.safetensors exists, from the last good checkpoint."""
+        if not self.world.is_root:
+            return
         path = os.path.join(self.spec.run_dir, "model.safetensors")
         if os.path.exists(path):
             return
@@ -220,6 +245,13 @@ class Trainer:
         progress = self.elapsed / self.cfg.max_time if self.cfg.max_time and not total else None
         return learning_rate(self.cfg, self.step, total, progress)
 
+    def _window(self, epoch: int, k: int):
+        """This rank's columns of window k of the epoch: (T, B / ranks) int32 inputs and targets."""
+        x, y = self.streams.window(epoch, k)
+        if self.world.size == 1:
+            return x, y
+        return np.ascontiguousarray(x[:, self.lo:self.hi]), np.ascontiguousarray(y[:, self.lo:self.hi])
+
     def _eta(self, total: int, cps: float) -> float | None:
         cands = []
         if total and cps > 0:
@@ -233,7 +265,7 @@ class Trainer:
         """Mean nats per character over the whole validation split (its own carried state)."""
         if self.val is None:
             return None
-        return evaluate_ids(self.model, self.val, self.cfg.batch_size, self.cfg.seq_len)
+        return evaluate_ids(self.model, self.val, self.cfg.batch_size, self.cfg.seq_len, world=self.world)
 
     def _evaluate_and_save(self, final: bool = False) -> bool:
         """Evaluate, keep the best weights, write a checkpoint; True when early stopping triggers."""
@@ -248,7 +280,7 @@ class Trainer:
         elif val is not None:
             self.bad_evals += 1
         model_path = os.path.join(self.spec.run_dir, "model.safetensors")
-        if improved or val is None or not os.path.exists(model_path):
+        if self.world.is_root and (improved or val is None or not os.path.exists(model_path)):
             self._save_model(model_path, val)
         self._save_checkpoint()
         if final:
@@ -256,7 +288,7 @@ class Trainer:
         return bool(self.cfg.patience and self.bad_evals >= self.cfg.patience)
 
     def _save_model(self, path: str, val: float | None) -> None:
-        extra = {"step": self.step, "epoch": self.step / self.streams.windows_per_epoch,
+        extra = {"step": self.step, "ranks": self.world.size, "epoch": self.step / self.streams.windows_per_epoch,
                  "chars_seen": self.step * self.cfg.batch_size * self.cfg.seq_len,
                  "train_seconds": round(self.elapsed, 3), "val_loss": val,
                  "val_bpc": None if val is None else val / LN2}
@@ -266,9 +298,12 @@ class Trainer:
     # ----- checkpoints ------------------------------------------------------------------------
     def _save_checkpoint(self) -> None:
         be = self.model.backend
-        tensors = {"model.flat": be.to_host(self.model.flat), **self.opt.tensors(),
-                   "state.h": be.to_host(self.state[0]), "state.c": be.to_host(self.state[1])}
-        meta = {"step": self.step, "epoch": self.step / self.streams.windows_per_epoch,
+        # the GLOBAL carried state (L, B, H): gathered from every rank, so any N can resume it
+        h, c = (self.world.allgather_rows(be.to_host(s), axis=1) for s in self.state)
+        if not self.world.is_root:
+            return
+        tensors = {"model.flat": be.to_host(self.model.flat), **self.opt.tensors(), "state.h": h, "state.c": c}
+        meta = {"step": self.step, "epoch": self.step / self.streams.windows_per_epoch, "ranks": self.world.size,
                 "opt_steps": self.opt.step_count, "best_val": self.best_val,
                 "bad_evals": self.bad_evals, "elapsed": self.elapsed,
                 "model_config": self.mcfg.to_dict(), "train_config": self.cfg.to_dict(),
@@ -290,7 +325,8 @@ class Trainer:
             raise CharlmError(f"{path}: parameter buffer has {flat.shape} entries, expected {self.model.size}")
         self.model.flat[:] = be.to_device(flat.astype(self.model.dtype))
         self.opt.load(tensors, int(meta["opt_steps"]))
-        self.state = (be.to_device(tensors["state.h"]), be.to_device(tensors["state.c"]))
+        h, c = (np.ascontiguousarray(tensors[k][:, self.lo:self.hi]) for k in ("state.h", "state.c"))
+        self.state = (be.to_device(h), be.to_device(c))
         self.step = int(meta["step"])
         self.best_val = meta.get("best_val")
         self.bad_evals = int(meta.get("bad_evals", 0))
@@ -306,20 +342,26 @@ class Trainer:
         self.log.say("---- sample ----\n" + text + "\n----------------")
 
 
-def evaluate_ids(model, ids: np.ndarray, batch_size: int, seq_len: int) -> float:
+def evaluate_ids(model, ids: np.ndarray, batch_size: int, seq_len: int, *, world=None) -> float:
     """Mean nats/char predicting ids[1:] from their prefixes, with B contiguous streams.
 
     The split is cut into B streams of equal length (state carried through each, from
     zero); the few characters that do not fill a stream are scored as one more stream.
+    Under MPI (``world`` with several ranks) each rank scores its share of the B streams
+    (rank 0 also the remainder) and the sums are all-reduced: the same number on every rank.
     """
+    world = world or distributed.Solo()
     n = len(ids) - 1
     if n <= 0:
         return float("nan")
     B = max(1, min(batch_size, n // max(1, seq_len)))
     per = n // B
     total, count = 0.0, 0
-    segments = [(B, per, 0)]
-    if n - B * per > 0:
+    lo, hi = (0, B) if B % world.size else distributed.shard(B, world)
+    if B % world.size and not world.is_root:
+        lo = hi = 0                     # too few streams to split evenly: rank 0 scores them all
+    segments = [(hi - lo, per, lo * per)] if hi > lo else []
+    if n - B * per > 0 and world.is_root:
         segments.append((1, n - B * per, B * per))
     for b, length, start in segments:
         x_all = np.asarray(ids[start:start + b * length], dtype=np.int32).reshape(b, length).T
@@ -331,4 +373,6 @@ def evaluate_ids(model, ids: np.ndarray, batch_size: int, seq_len: int) -> float
             s, c, state = model.loss(x, y, state)
             total += s
             count += c
+    if world.size > 1:
+        total, count = world.allreduce(np.array([total, count], dtype=np.float64))
     return total / count

@@ -103,3 +103,9 @@ def main(argv=None):
             sys.stdout = open(os.devnull, "w")
         finally:
             sys.exit(0)
+    except BaseException as e:  # under MPI, a rank that fails alone must not leave the others waiting
+        dist = sys.modules.get("charlm.distributed")
+        code = e.code if isinstance(e, SystemExit) else 1
+        if dist is not None and dist.exit_code_needs_abort(code):
+            dist.world().abort(code if isinstance(code, int) else 1)
+        raise
