@@ -1,0 +1,183 @@
+"""The encoder-decoder (charlm.seq2seq): float64 finite differences of the whole model (bidirectional encoders,
+padded targets, masked attention), a PyTorch oracle (nn.LSTM/GRU encoder and decoder + the same attention in
+torch) to 1e-5, and decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gradcheck import check_grad
+
+from charlm.pairs import PAD, Batch, make_batch
+from charlm.seq2seq import Seq2Seq, Seq2SeqConfig, decoder_logp, param_shapes
+
+CONFIGS = [
+    Seq2SeqConfig(src_vocab=9, tgt_vocab=8, cell="lstm", layers=1, hidden=5, embed=3, attention="general"),
+    Seq2SeqConfig(src_vocab=9, tgt_vocab=8, cell="lstm", layers=2, hidden=4, embed=3, bidirectional=True,
+                  attention="general"),
+    Seq2SeqConfig(src_vocab=9, tgt_vocab=8, cell="gru", layers=2, hidden=4, embed=3, attention="dot"),
+    Seq2SeqConfig(src_vocab=9, tgt_vocab=8, cell="gru", layers=1, hidden=4, embed=3, bidirectional=True,
+                  attention="none"),
+    Seq2SeqConfig(src_vocab=9, tgt_vocab=8, cell="rnn", layers=1, hidden=5, embed=3, attention="dot"),
+]
+IDS = ["lstm-general", "bilstm2-general", "gru2-dot", "bigru-none", "rnn-dot"]
+
+
+def random_batch(c: Seq2SeqConfig, S=4, B=3, seed=0, src_len=None) -> Batch:
+    r = np.random.default_rng(seed)
+    srcs = [r.integers(4, c.src_vocab, S).astype(np.int32) for _ in range(B)]
+    tgts = [r.integers(4, c.tgt_vocab, n).astype(np.int32) for n in r.integers(1, 6, B)]
+    b = make_batch(srcs, tgts)
+    if src_len is not None:       # attention masked to shorter sources (the encoder still reads all S steps)
+        b.src_len = np.asarray(src_len, np.int32)
+    return b
+
+
+def sharpen(m: Seq2Seq, scale=2.0, seed=5):
+    r = np.random.default_rng(seed)
+    m.flat[:] = r.uniform(-1, 1, m.size) * scale / np.sqrt(m.config.hidden)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_gradients_match_finite_differences(config):
+    m = Seq2Seq(config, seed=1, dtype=np.float64)
+    sharpen(m)
+    batch = random_batch(config, src_len=[4, 2, 3])
+    assert (batch.tgt_out == PAD).any()            # padded targets are part of the check
+
+    def loss():
+        total, n = m.loss(batch)
+        return total / n
+
+    mean = m.train_step(batch)
+    assert mean == pytest.approx(loss(), rel=1e-12)
+    r = np.random.default_rng(0)
+    for name in m.names:
+        err = check_grad(loss, m.params[name], m.grads[name], r, k=8, eps=1e-5)
+        assert err < 1e-6, (name, err)
+
+
+def test_padding_positions_carry_no_loss():
+    c = CONFIGS[1]
+    m = Seq2Seq(c, seed=2, dtype=np.float64)
+    b = random_batch(c, B=3, seed=4)
+    total, n = m.loss(b)
+    assert n == int(b.tgt_len.sum())
+    alone = [m.loss(make_batch([b.src[:, j]], [b.tgt_out[:b.tgt_len[j] - 1, j]])) for j in range(3)]
+    assert total == pytest.approx(sum(t for t, _ in alone), rel=1e-12)
+
+
+def test_state_dict_names_are_pytorch_names():
+    c = CONFIGS[1]
+    names = set(param_shapes(c))
+    assert {"encoder.weight_ih_l1_reverse", "bridge.weight", "bridge_c.bias", "attention.weight",
+            "combine.weight", "decoder.bias_hh_l1", "head.weight"} <= names
+    assert param_shapes(c)["encoder.weight_ih_l1"] == (16, 8)      # layer 1 reads [fwd; rev]
+
+
+# ---------------------------------------------------------------- the PyTorch oracle
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+class TorchSeq2Seq(nn.Module):
+    """The same model written in torch: nn.Embedding, nn.LSTM/GRU/RNN, nn.Linear, masked Luong attention."""
+
+    def __init__(self, c: Seq2SeqConfig):
+        super().__init__()
+        self.c = c
+        rnn = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[c.cell]
+        H, D = c.hidden, c.enc_out
+        self.src_embed = nn.Embedding(c.src_vocab, c.embed)
+        self.encoder = rnn(c.embed, H, c.layers, bidirectional=c.bidirectional)
+        if c.bidirectional:
+            self.bridge = nn.Linear(2 * H, H)
+            if c.cell == "lstm":
+                self.bridge_c = nn.Linear(2 * H, H)
+        self.tgt_embed = nn.Embedding(c.tgt_vocab, c.embed)
+        self.decoder = rnn(c.embed, H, c.layers)
+        if c.attention == "general":
+            self.attention = nn.Linear(D, H, bias=False)                  # weight (H, D)
+        if c.attention != "none":
+            self.combine = nn.Linear(D + H, H)
+        self.head = nn.Linear(H, c.tgt_vocab)
+
+    def forward(self, src, src_len, tgt_in, tgt_out):
+        c = self.c
+        enc, state = self.encoder(self.src_embed(src))                    # (S, B, D)
+        lstm = c.cell == "lstm"
+        h, cc = state if lstm else (state, None)
+        if c.bidirectional:
+            B = src.shape[1]
+            h = self.bridge(h.view(c.layers, 2, B, c.hidden).permute(0, 2, 1, 3).reshape(c.layers, B, -1))
+            if lstm:
+                cc = self.bridge_c(cc.view(c.layers, 2, B, c.hidden).permute(0, 2, 1, 3).reshape(c.layers, B, -1))
+        out, _ = self.decoder(self.tgt_embed(tgt_in), (h, cc) if lstm else h)   # (T, B, H)
+        if c.attention != "none":
+            q = out.transpose(0, 1)                                       # (B, T, H)
+            if c.attention == "general":
+                q = q @ self.attention.weight                             # (B, T, D)
+            e = enc.transpose(0, 1)                                       # (B, S, D)
+            scores = q @ e.transpose(1, 2)                                # (B, T, S)
+            pad = torch.arange(e.shape[1])[None, :] >= src_len[:, None]
+            scores = scores.masked_fill(pad[:, None, :], float("-inf"))
+            ctx = torch.softmax(scores, dim=2) @ e                        # (B, T, D)
+            out = torch.tanh(self.combine(torch.cat([ctx, out.transpose(0, 1)], dim=2))).transpose(0, 1)
+        logits = self.head(out)                                           # (T, B, Vt)
+        return nn.functional.cross_entropy(logits.reshape(-1, c.tgt_vocab), tgt_out.reshape(-1), ignore_index=PAD)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_torch_oracle_loss_and_gradients(config):
+    m = Seq2Seq(config, seed=3, dtype=np.float32)
+    sharpen(m, seed=7)
+    batch = random_batch(config, S=6, B=4, seed=1, src_len=[6, 3, 5, 1])
+    loss = m.train_step(batch)
+    t = TorchSeq2Seq(config)
+    t.load_state_dict({k: torch.from_numpy(v) for k, v in m.state_dict().items()}, strict=True)
+    as_t = lambda a: torch.from_numpy(a.astype(np.int64))
+    tl = t(as_t(batch.src), as_t(batch.src_len), as_t(batch.tgt_in), as_t(batch.tgt_out))
+    tl.backward()
+    assert loss == pytest.approx(tl.item(), abs=1e-5)
+    for name, p in t.named_parameters():
+        np.testing.assert_allclose(m.grads[name], p.grad.numpy(), atol=1e-5, rtol=1e-4, err_msg=name)
+
+
+# ---------------------------------------------------------------- decoding
+def test_greedy_beam_and_sampling_decode():
+    c = CONFIGS[0]
+    m = Seq2Seq(c, seed=4, dtype=np.float64)
+    sharpen(m, scale=4.0)
+    src = np.array([[4, 5], [6, 7], [8, 4]], np.int32)                  # (S, B) two sources of length 3
+    greedy = m.decode(src, method="greedy", max_len=7)
+    for j in range(2):                                                    # batch rows decode independently
+        assert m.decode(src[:, j:j + 1], method="greedy", max_len=7)[0] == greedy[j]
+        assert all(i >= 4 for i in greedy[j])                            # no EOS, PAD, BOS or UNK
+    beam1 = m.decode(src, method="beam", beam=1, max_len=7, length_penalty=0.0)
+    assert beam1 == greedy
+    hyps = m._beam(src[:, :1], 5, 7, 0.0)
+    score = lambda ids: sequence_logp(m, src[:, :1], ids)
+    assert len(hyps) == 5 and [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+    for h in hyps:                        # every ended beam's score is its teacher-forced log-probability
+        assert not h.ended or h.logp == pytest.approx(score(h.ids), abs=1e-9)
+    assert any(h.ended for h in hyps)
+    rng = np.random.default_rng(0)
+    s1 = m.decode(src, method="sample", temperature=1.0, rng=np.random.default_rng(3), max_len=7)
+    s2 = m.decode(src, method="sample", temperature=1.0, rng=np.random.default_rng(3), max_len=7)
+    assert s1 == s2
+    assert m.decode(src, method="sample", temperature=0.0, rng=rng, max_len=7) == greedy
+
+
+def sequence_logp(m: Seq2Seq, src, ids) -> float:
+    """log P(ids + EOS | src) from one teacher-forced pass (independent of the step decoder)."""
+    b = make_batch([src[:, 0]], [np.asarray(ids, np.int32)])
+    _, logits, _ = m.forward(b)
+    lp = decoder_logp(logits)
+    return float(sum(lp[t, y] for t, y in enumerate(b.tgt_out[:, 0])))
+
+
+def test_attention_map_rows_are_distributions():
+    m = Seq2Seq(CONFIGS[0], seed=4, dtype=np.float64)
+    a = m.attention_map(np.array([4, 5, 6, 7], np.int32), [4, 5])
+    assert a.shape == (3, 4)
+    np.testing.assert_allclose(a.sum(axis=1), 1.0)
