@@ -49,7 +49,7 @@ class DataConfig(_DictMixin):
     level: str = "char"           # char | byte
     normalize: str | None = None  # None | NFC
     vocab_cap: int = 0            # 0 = no cap
-    unknown: str = "error"        # what to do with symbols beyond the cap: error | replace
+    unknown: str = "error"        # beyond the cap / new to an --init-from model: error | replace | skip | extend
 
     def __post_init__(self):
         object.__setattr__(self, "sources", tuple(self.sources))
@@ -59,7 +59,8 @@ class DataConfig(_DictMixin):
         _check(self.vocab_cap >= 0, "--vocab-cap must be >= 0 (0 = no cap)")
         _check(not (self.vocab_cap and self.level == "byte"),
                "--vocab-cap does not apply to --level byte: a byte vocabulary is always the 256 byte values")
-        _check(self.unknown in ("error", "replace"), "--unknown must be error or replace")
+        _check(self.unknown in ("error", "replace", "skip", "extend"),
+               "--unknown must be error, replace, skip or extend")
 
 
 @dataclass(frozen=True)

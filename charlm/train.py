@@ -101,6 +101,10 @@ class Trainer:
             from .model import CharLM
 
             self.model = CharLM(self.mcfg, seed=cfg.seed, device=spec.device)
+            if spec.source is not None and not spec.resumed:  # --init-from: the source's weights, new rows fresh
+                from .finetune import transfer
+
+                transfer(self.model, spec.source)
             self.opt = Optimizer(cfg, self.model)
             self.lo, self.hi = distributed.shard(cfg.batch_size, w)   # this rank's streams
             self.state = self.model.init_state(self.hi - self.lo)
@@ -292,6 +296,8 @@ class Trainer:
                  "chars_seen": self.step * self.cfg.batch_size * self.cfg.seq_len,
                  "train_seconds": round(self.elapsed, 3), "val_loss": val,
                  "val_bpc": None if val is None else val / LN2}
+        if self.spec.lineage:
+            extra["fine_tuned_from"] = self.spec.lineage
         ckpt.save_model(path, self.model.state_dict(), model_config=self.mcfg.to_dict(),
                         tokenizer=self.tok.to_dict(), extra=extra)
 

@@ -42,10 +42,14 @@ class RunSpec:
     explicit: set          # option names the user chose (flags or TOML)
     model: ModelConfig | None = None
     fingerprint: str = ""
+    source: object = None  # finetune.Source of --init-from (a new run only)
+    lineage: dict | None = None  # where a fine-tuned run came from (config.json and the model's metadata)
 
     def save_files(self, tokenizer, train_cfg: TrainConfig) -> None:
         cfg = {"charlm_version": __version__, "corpus": self.data.to_dict(), "model": self.model.to_dict(),
                "train": train_cfg.to_dict()}
+        if self.lineage:
+            cfg["fine_tuned_from"] = self.lineage
         ckpt.atomic_write_text(os.path.join(self.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
         tokenizer.save(os.path.join(self.run_dir, "tokenizer.json"))
 
@@ -82,8 +86,14 @@ def prepare_run(sources: list, options: dict, *, resume: str | None, notice) -> 
     """Resolve options into configs (validating them) without touching the corpus yet."""
     explicit = {k for k, v in options.items() if v is not None}
     out = options.pop("out", None)
+    init_from = options.pop("init_from", None)
+    source, lineage = None, None
     if resume:
+        if init_from:
+            raise UsageError("--init-from starts a new run from trained weights, and --resume continues a run "
+                             "from its own checkpoint: give one of them")
         saved = read_run_config(resume)
+        lineage = saved.get("fine_tuned_from")
         if out and os.path.abspath(out) != os.path.abspath(resume):
             raise UsageError("--out contradicts --resume: a resumed run continues in its own directory")
         if sources and tuple(sources) != tuple(saved["corpus"].get("sources", ())):
@@ -102,8 +112,23 @@ def prepare_run(sources: list, options: dict, *, resume: str | None, notice) -> 
         if not sources:
             raise UsageError("no corpus given: pass text files, a directory, '-' for stdin, "
                              "or a named corpus such as 'stdlib'")
-        data = DataConfig(sources=tuple(sources), **_pick(options, DATA_KEYS))
-        model_options = _pick(options, MODEL_KEYS)
+        if init_from:
+            from . import finetune
+
+            source = finetune.read_source(init_from)
+            tok = source.tokenizer
+            data = DataConfig(sources=tuple(sources), **{"level": tok.level, "normalize": tok.normalize,
+                                                         **_pick(options, DATA_KEYS)})
+            finetune.check_data_options(source, data)
+            model_options = finetune.model_options(source, options, explicit)
+            notice(f"fine-tuning {source.path}" + (f" (step {source.step})" if source.step is not None else "")
+                   + ": its model config and vocabulary, a fresh optimizer")
+        else:
+            data = DataConfig(sources=tuple(sources), **_pick(options, DATA_KEYS))
+            if data.unknown in ("skip", "extend"):
+                raise UsageError(f"--unknown {data.unknown} applies to fine-tuning (--init-from MODEL), where the "
+                                 "vocabulary is given; a new vocabulary holds every symbol of the corpus")
+            model_options = _pick(options, MODEL_KEYS)
         ModelConfig(vocab_size=1, **model_options)  # validate now, before reading any text
         train_cfg = TrainConfig(**_pick(options, TRAIN_KEYS))
         if not (train_cfg.max_steps or train_cfg.max_epochs or train_cfg.max_time):
@@ -118,7 +143,8 @@ def prepare_run(sources: list, options: dict, *, resume: str | None, notice) -> 
     from .backends import resolve_device
 
     device = resolve_device(train_cfg.device, notice)
-    return RunSpec(run_dir, data, model_options, train_cfg, device, resumed, explicit)
+    return RunSpec(run_dir, data, model_options, train_cfg, device, resumed, explicit, source=source,
+                   lineage=lineage)
 
 
 def _norm(v):
@@ -142,12 +168,31 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
     tok_path = os.path.join(spec.run_dir, "tokenizer.json")
     tok = CharTokenizer.load(tok_path) if spec.resumed and os.path.exists(tok_path) else None
     capped = bool(d.vocab_cap) and d.unknown == "replace"
+    read = {"encoding": d.encoding, "errors": d.errors, "glob": d.glob or "**/*", "notice": notice}
+    stdin = None
+    if spec.source is not None and not spec.resumed:  # fine-tuning: the source's vocabulary, adapted
+        from . import finetune
+
+        stdin = finetune.spool_stdin(d.sources)
+        counts, _ = corpus.count_sources(list(d.sources), level=d.level, normalize=d.normalize, stdin=stdin, **read)
+        tok, enc = finetune.adapt_vocabulary(spec.source.tokenizer, counts, d.unknown, notice)
+        spec.lineage = spec.source.lineage(tok)
+    elif tok is not None and d.unknown in ("skip", "replace"):
+        from .finetune import with_policy
+
+        enc = with_policy(tok, d.unknown)
+    else:
+        enc = tok
     # encoded once into RUN_DIR/ids.npy and memory-mapped, so a large corpus never sits in RAM as text
-    ids, tok, _ = corpus.load_ids(list(d.sources), out=os.path.join(spec.run_dir, "ids.npy"), tokenizer=tok,
-                                  level=d.level, normalize=d.normalize,
-                                  max_vocab=d.vocab_cap if capped else None,
-                                  unknown="replace" if capped else "error", encoding=d.encoding,
-                                  errors=d.errors, glob=d.glob or "**/*", notice=notice)
+    try:
+        ids, built, _ = corpus.load_ids(list(d.sources), out=os.path.join(spec.run_dir, "ids.npy"), tokenizer=enc,
+                                        level=d.level, normalize=d.normalize,
+                                        max_vocab=d.vocab_cap if capped else None,
+                                        unknown="replace" if capped else "error", stdin=stdin, **read)
+    finally:
+        if stdin is not None:
+            stdin.close()
+    tok = tok if tok is not None else built
     if d.vocab_cap and not capped and len(tok) > d.vocab_cap:
         raise UsageError(f"the corpus has {len(tok)} distinct symbols, over --vocab-cap {d.vocab_cap}; "
                          "raise the cap, use --level byte, or --unknown replace to map the rarest "

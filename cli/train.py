@@ -52,8 +52,10 @@ OPTIONS = [
     _opt("--normalize", type=click.Choice(["NFC"]), help="Unicode-normalize the text first."),
     _opt("--vocab-cap", type=int, default=0,
          help="Most symbols kept from the corpus (0 = no cap); --unknown replace adds one unknown id."),
-    _opt("--unknown", type=click.Choice(["error", "replace"]),
-         help="Symbols beyond --vocab-cap: an error, or one unknown id.", default="error"),
+    _opt("--unknown", type=click.Choice(["error", "replace", "skip", "extend"]),
+         help="Symbols outside the vocabulary (beyond --vocab-cap, or new to an --init-from model): an error, "
+              "one unknown id (replace), dropped (skip) or new ids with new embedding and head rows (extend); "
+              "skip and extend need --init-from.", default="error"),
     _opt("--encoding", help="Text encoding of the corpus files.", default="utf-8"),
     _opt("--errors", type=click.Choice(["strict", "replace"]), help="Invalid bytes: fail or replace.",
          default="strict"),
@@ -80,6 +82,9 @@ OPTIONS = [
     _opt("--max-epochs", type=float, help="Stop at this epoch (counts the whole run)."),
     _opt("--max-time", callback=_duration, help="Stop after this much training time (90s, 10m, 2h)."),
     # run
+    _opt("--init-from", type=click.Path(exists=True), metavar="RUN_DIR|MODEL",
+         help="Fine-tune: start from this model's weights, config and vocabulary (optimizer and schedule "
+              "fresh); new symbols follow --unknown."),
     _opt("--out", type=click.Path(file_okay=False), help="Run directory (default: a new one under ./runs)."),
     _opt("--seed", type=int, help="Seed for weights, data order and dropout.", default=_T.seed),
     _opt("--threads", type=int, help="CPU threads (0 = all cores).", default=0),
@@ -150,10 +155,12 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
     if print_config:
         spec = prepare_run(list(corpus), dict(options), resume=resume, notice=notice)
         # every model field, as "train" lists every training field; the vocabulary size comes from the corpus
-        model = {"vocab_size": None, **ModelConfig(vocab_size=1, **spec.model_options).to_dict()}
-        model["vocab_size"] = None
-        click.echo(json.dumps({"run_dir": spec.run_dir, "corpus": spec.data.to_dict(),
-                               "model": model, "train": spec.train.to_dict()}, indent=2))
+        model = ModelConfig(vocab_size=1, **spec.model_options).to_dict()
+        model["vocab_size"] = spec.source.config.vocab_size if spec.source is not None else None
+        conf = {"run_dir": spec.run_dir, "corpus": spec.data.to_dict(), "model": model, "train": spec.train.to_dict()}
+        if spec.source is not None:
+            conf["init_from"] = spec.source.path
+        click.echo(json.dumps(conf, indent=2))
         return
     result = run_train(corpus, options, resume=resume, notice=notice)
     if result.best_val is not None:
