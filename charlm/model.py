@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import backends
+from .backends import CellState, CellWeights
 from .config import ModelConfig
 
 
@@ -76,7 +77,7 @@ class CharLM:
         self.names = list(self.shapes)
         self.size = sum(math.prod(s) for s in self.shapes.values())
         self.cell = self.backend.cells[config.cell]
-        self.relu = config.nonlinearity == "relu"
+        self.cell_opts = {"relu": True} if config.cell == "rnn" and config.nonlinearity == "relu" else {}
         host = self._init_host(np.random.default_rng(seed))
         self.flat = self.backend.to_device(host)              # (P,)
         self.grad_flat = self.backend.zeros(self.size, self.dtype)  # (P,)
@@ -144,7 +145,7 @@ class CharLM:
         sizes = [c.input_size] + [H] * (L - 1)
         drop = c.dropout > 0
         win = _Window(
-            ws=[self.cell.alloc(T, B, sizes[k], H, dt) for k in range(L)],
+            ws=[self.cell.alloc(T, B, sizes[k], H, dt, **self.cell_opts) for k in range(L)],
             inp0=be.zeros((T, B, c.input_size), dt),
             masks=[be.zeros((T, B, H), dt) if drop else None for _ in range(L - 1)],
             dropped=[be.zeros((T, B, H), dt) if drop else None for _ in range(L - 1)],
@@ -159,8 +160,8 @@ class CharLM:
         return win
 
     def _layer_weights(self, k: int, params: dict):
-        return (params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"],
-                params[f"rnn.bias_ih_l{k}"], params[f"rnn.bias_hh_l{k}"])
+        return CellWeights(params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"],
+                           params[f"rnn.bias_ih_l{k}"], params[f"rnn.bias_hh_l{k}"])
 
     def _forward(self, x, state, rng) -> tuple[_Window, list]:
         """Run the stack over ids x (T, B); fills win.logits (N, V). Returns the layer inputs."""
@@ -174,7 +175,7 @@ class CharLM:
             be.onehot(win.inp0, x)
         inputs = [win.inp0]
         for k in range(c.layers):
-            self.cell.forward(win.ws[k], inputs[k], h0[k], c0[k], *self._layer_weights(k, p), relu=self.relu)
+            self.cell.forward(win.ws[k], inputs[k], CellState(h0[k], c0[k]), self._layer_weights(k, p))
             out = win.ws[k].hs                                   # (T, B, H)
             if k < c.layers - 1:
                 if rng is not None and c.dropout > 0:
@@ -212,13 +213,11 @@ class CharLM:
         top = win.ws[-1].hs.reshape(N, c.hidden)
         be.linear_backward(win.dh.reshape(N, c.hidden), g["head.weight"], g["head.bias"],
                            win.logits, top, p["head.weight"])
-        h0, c0 = state
         dout = win.dh                                             # (T, B, H) dL/d(top layer output)
+        zero = CellState(win.zeros_bh, win.zeros_bh)              # truncated BPTT: no gradient from the future
         for k in reversed(range(c.layers)):
-            dw = self._layer_weights(k, g)
-            self.cell.backward(win.ws[k], inputs[k], h0[k], c0[k], *self._layer_weights(k, p),
-                               dout, win.zeros_bh, win.zeros_bh, *dw,
-                               win.dx[k], win.dh0, win.dc0, relu=self.relu)
+            self.cell.backward(win.ws[k], self._layer_weights(k, g), win.dx[k], CellState(win.dh0, win.dc0),
+                               inputs[k], dout, zero)
             dout = win.dx[k]
             if k > 0 and win.masks[k - 1] is not None and rng is not None and c.dropout > 0:
                 be.mul(dout, dout, win.masks[k - 1])

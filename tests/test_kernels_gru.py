@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import cellcall
 import numpy as np
 import pytest
 from gradcheck import check_grad, rel_err
@@ -32,14 +33,12 @@ def run(p, dhs, dhT, ws=None):
     T, B, I = p["x"].shape
     H = p["h0"].shape[1]
     ws = ws or gru.alloc(T, B, I, H, p["x"].dtype)
-    c0 = np.zeros_like(p["h0"])
-    gru.forward(ws, p["x"], p["h0"], c0, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    cellcall.forward(gru, ws, dict(p, c0=np.ones_like(p["h0"])))  # c0 is ignored
     hs = ws.hs.copy()
     g = {k: np.full_like(p[k[1:]], np.nan) for k in GRADS}  # NaN: proves every output is overwritten
-    dc0 = np.full_like(c0, np.nan)
-    gru.backward(ws, p["x"], p["h0"], c0, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], dhs, dhT, np.ones_like(c0),
-                 g["dw_ih"], g["dw_hh"], g["db_ih"], g["db_hh"], g["dx"], g["dh0"], dc0)
-    assert not dc0.any(), "dc0 must be zero-filled"
+    g["dc0"] = np.full_like(p["h0"], np.nan)
+    cellcall.backward(gru, ws, p, g, dhs, dhT, np.ones_like(p["h0"]))  # dcT is ignored
+    assert not g.pop("dc0").any(), "dc0 must be zero-filled"
     return hs, g
 
 
@@ -77,7 +76,7 @@ def test_gradcheck_float64():
     ws = gru.alloc(T, B, I, H, np.float64)
 
     def loss():
-        gru.forward(ws, p["x"], p["h0"], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+        cellcall.forward(gru, ws, p)
         return float((ws.hs * R).sum() + (ws.hs[-1] * R2).sum())
 
     _, g = run(p, R, R2)
@@ -99,10 +98,9 @@ def test_two_windows_equal_one(dtype):
     first = dict(p, x=np.ascontiguousarray(p["x"][:T]))
     # forward: the second window starts from ws.hs[T-1] of the same workspace (in-place carry)
     ws = gru.alloc(T, B, I, H, dtype)
-    c0 = np.zeros_like(p["h0"])
-    gru.forward(ws, first["x"], p["h0"], c0, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    cellcall.forward(gru, ws, first)
     hs1 = ws.hs.copy()
-    gru.forward(ws, np.ascontiguousarray(p["x"][T:]), ws.hs[T - 1], c0, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    cellcall.forward(gru, ws, dict(p, x=np.ascontiguousarray(p["x"][T:]), h0=ws.hs[T - 1]))
     np.testing.assert_allclose(np.concatenate([hs1, ws.hs]), hs_full, rtol=0, atol=TOL[dtype])
     # backward: window 2 first, its dh0 becomes window 1's dhT; weight gradients add up
     second = dict(p, x=np.ascontiguousarray(p["x"][T:]), h0=hs1[T - 1].copy())
@@ -120,10 +118,8 @@ def test_backward_needs_fresh_forward():
     dhs, dhT = upstream(p)
     ws = gru.alloc(2, 3, 5, 6, np.float64)
     _, g = run(p, dhs, dhT, ws=ws)
-    z = np.zeros_like(p["h0"])
     with pytest.raises(CharlmError, match="forward"):
-        gru.backward(ws, p["x"], p["h0"], z, p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], dhs, dhT, z,
-                     g["dw_ih"], g["dw_hh"], g["db_ih"], g["db_hh"], g["dx"], g["dh0"], z)
+        cellcall.backward(gru, ws, p, g, dhs, dhT)
 
 
 def test_matches_torch_gru():

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import cellcall
 import numpy as np
 import pytest
 from gradcheck import check_grad, rel_err
@@ -36,13 +37,12 @@ def upstream(T, B, H, dtype, seed=1):
 def run_backward(ws, p, dhs, dhT, dcT):
     """Backward into NaN-filled outputs (so a kernel that accumulates or skips one shows)."""
     g = {k: np.full_like(p[k[1:]], np.nan) for k in GRADS}
-    lstm.backward(ws, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                  dhs, dhT, dcT, **g)
+    cellcall.backward(lstm, ws, p, g, dhs, dhT, dcT)
     return g
 
 
 def fwd(ws, p):
-    lstm.forward(ws, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
+    cellcall.forward(lstm, ws, p)
 
 
 def ref_args(p):

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import cellcall
 import numpy as np
 import pytest
 from gradcheck import check_grad, rel_err
@@ -35,14 +36,15 @@ def upstream(T, B, H, dtype, seed=1):
 
 def run_backward(ws, p, dhs, dhT, dcT, relu):
     """Backward into NaN-filled outputs (so a kernel that accumulates or skips one shows)."""
+    assert ws.relu == relu
     g = {k: np.full_like(p[k[1:]], np.nan) for k in GRADS + ("dc0",)}
-    rnn.backward(ws, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"],
-                 dhs, dhT, dcT, **g, relu=relu)
+    cellcall.backward(rnn, ws, p, g, dhs, dhT, dcT)
     return g
 
 
 def fwd(ws, p, relu):
-    rnn.forward(ws, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"], relu=relu)
+    assert ws.relu == relu  # the activation is the workspace's (chosen at alloc)
+    cellcall.forward(rnn, ws, p)
 
 
 def ref_args(p):
@@ -54,7 +56,7 @@ def ref_args(p):
 @pytest.mark.parametrize("T,B,I,H", [(6, 3, 4, 5), (1, 2, 3, 4)])
 def test_matches_reference(relu, dtype, T, B, I, H):
     p = make(T, B, I, H, dtype)
-    ws = rnn.alloc(T, B, I, H, dtype)
+    ws = rnn.alloc(T, B, I, H, dtype, relu=relu)
     fwd(ws, p, relu)
     hs = ref.forward(*ref_args(p), relu=relu)
     tol = TOL[dtype]
@@ -77,7 +79,7 @@ def test_gradcheck_float64(T, relu):
     B, I, H = 2, 3, 4
     p = make(T, B, I, H, np.float64, seed=2)
     R, R2, _ = upstream(T, B, H, np.float64, seed=3)
-    ws = rnn.alloc(T, B, I, H, np.float64)
+    ws = rnn.alloc(T, B, I, H, np.float64, relu=relu)
 
     def loss():
         fwd(ws, p, relu)
@@ -95,9 +97,9 @@ def test_gradcheck_float64(T, relu):
 def test_two_windows_equal_one_long_window(relu):
     T, B, I, H = 3, 2, 3, 4
     p = make(2 * T, B, I, H, np.float64, seed=5)
-    ws_long = rnn.alloc(2 * T, B, I, H, np.float64)
+    ws_long = rnn.alloc(2 * T, B, I, H, np.float64, relu=relu)
     fwd(ws_long, p, relu)
-    ws = rnn.alloc(T, B, I, H, np.float64)
+    ws = rnn.alloc(T, B, I, H, np.float64, relu=relu)
     fwd(ws, dict(p, x=p["x"][:T].copy()), relu)
     np.testing.assert_allclose(ws.hs, ws_long.hs[:T], rtol=1e-12, atol=1e-14)
     # carry the state as a view of the same workspace: forward must read it before overwriting
@@ -118,7 +120,7 @@ def test_matches_torch(relu):
     T, B, I, H = 5, 3, 4, 5
     p = make(T, B, I, H, np.float32, seed=6)
     dhs, dhT, dcT = upstream(T, B, H, np.float32, seed=7)
-    ws = rnn.alloc(T, B, I, H, np.float32)
+    ws = rnn.alloc(T, B, I, H, np.float32, relu=relu)
     fwd(ws, p, relu)
     g = run_backward(ws, p, dhs, dhT, dcT, relu)
     threads = torch.get_num_threads()
@@ -151,7 +153,7 @@ BOUNDSCHECK_SCRIPT = textwrap.dedent("""
     for relu in (False, True):
         p = make(3, 2, 3, 4, np.float64)
         dhs, dhT, dcT = upstream(3, 2, 4, np.float64)
-        ws = rnn.alloc(3, 2, 3, 4, np.float64)
+        ws = rnn.alloc(3, 2, 3, 4, np.float64, relu=relu)
         fwd(ws, p, relu)
         g = run_backward(ws, p, dhs, dhT, dcT, relu)
         want = ref.backward(*ref_args(p), dhs, dhT, relu=relu)

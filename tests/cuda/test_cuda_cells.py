@@ -3,6 +3,7 @@ references, CUDA against CPU, float64 on CUDA, carried-state aliasing, overwrite
 
 from __future__ import annotations
 
+import cellcall
 import numpy as np
 import pytest
 from cudahelp import dev, nan_like
@@ -53,18 +54,21 @@ def run(be, cell, p, relu):
     mod = be.cells[cell]
     T, B, I = p["x"].shape
     H = p["h0"].shape[1]
-    ws = mod.alloc(T, B, I, H, p["x"].dtype)
-    args = dev(be, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    mod.forward(ws, *args, relu=relu)
-    shapes = dict(dw_ih=p["w_ih"], dw_hh=p["w_hh"], db_ih=p["b_ih"], db_hh=p["b_hh"], dx=p["x"],
-                  dh0=p["h0"], dc0=p["c0"])
-    out = {k: nan_like(be, shapes[k]) for k in GRADS}
-    mod.backward(ws, *args, *dev(be, p["dhs"], p["dhT"], p["dcT"]), **out, relu=relu)
+    ws = mod.alloc(T, B, I, H, p["x"].dtype, **({"relu": relu} if cell == "rnn" else {}))
+    d = devdict(be, p)
+    cellcall.forward(mod, ws, d)
+    out = {k: nan_like(be, p[k[1:]]) for k in GRADS}
+    cellcall.backward(mod, ws, d, out, d["dhs"], d["dhT"], d["dcT"])
     res = {k: be.to_host(v) for k, v in out.items()}
     res["hs"] = be.to_host(ws.hs)
     if cell == "lstm":
         res["cs"] = be.to_host(ws.cs)
     return res
+
+
+def devdict(be, p):
+    """The named host arrays of ``make`` as device arrays."""
+    return dict(zip(p, dev(be, *p.values()), strict=True))
 
 
 def cached_run(device, cell, relu):
@@ -107,12 +111,12 @@ def test_carried_state_may_alias_the_workspace(cell):
     mod = be.cells[cell]
     p = make(cell, 2, 2, 3, 4, np.float32, seed=5)
     ws = mod.alloc(2, 2, 3, 4, np.float32)
-    x, h0, c0, *w = dev(be, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    mod.forward(ws, x, h0, c0, *w)
+    d = devdict(be, p)
+    cellcall.forward(mod, ws, d)
     hT = be.to_host(ws.hs)[-1]
     cT = be.to_host(ws.cs)[-1] if cell == "lstm" else p["c0"]
-    c_arg = ws.cs[-1] if cell == "lstm" else c0
-    mod.forward(ws, x, ws.hs[-1], c_arg, *w)
+    c_arg = ws.cs[-1] if cell == "lstm" else None
+    cellcall.forward(mod, ws, dict(d, h0=ws.hs[-1], c0=c_arg))
     want = reference(cell, dict(p, h0=hT, c0=cT), False)
     assert rel_err(be.to_host(ws.hs), want["hs"]) < 1e-5
 
@@ -122,22 +126,22 @@ def test_backward_overwrites_and_gru_needs_a_fresh_forward():
     p = make("lstm", 2, 2, 3, 4, np.float32, seed=7)
     mod = be.cells["lstm"]
     ws = mod.alloc(2, 2, 3, 4, np.float32)
-    args = dev(be, p["x"], p["h0"], p["c0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
-    up = dev(be, p["dhs"], p["dhT"], p["dcT"])
-    mod.forward(ws, *args)
-    outs = [be.zeros(p[k].shape) for k in ("w_ih", "w_hh", "b_ih", "b_hh", "x", "h0", "c0")]
-    mod.backward(ws, *args, *up, *outs)
-    first = [be.to_host(o) for o in outs]
-    mod.backward(ws, *args, *up, *outs)
-    for a, o in zip(first, outs, strict=True):
-        np.testing.assert_array_equal(be.to_host(o), a)
+    d = devdict(be, p)
+    up = (d["dhs"], d["dhT"], d["dcT"])
+    cellcall.forward(mod, ws, d)
+    outs = {k: be.zeros(p[k[1:]].shape) for k in GRADS}
+    cellcall.backward(mod, ws, d, outs, *up)
+    first = {k: be.to_host(o) for k, o in outs.items()}
+    cellcall.backward(mod, ws, d, outs, *up)
+    for k, o in outs.items():
+        np.testing.assert_array_equal(be.to_host(o), first[k])
 
     g = make("gru", 2, 2, 3, 4, np.float32, seed=7)
     gm = be.cells["gru"]
     gws = gm.alloc(2, 2, 3, 4, np.float32)
-    gargs = dev(be, g["x"], g["h0"], g["c0"], g["w_ih"], g["w_hh"], g["b_ih"], g["b_hh"])
-    gouts = [be.zeros(g[k].shape) for k in ("w_ih", "w_hh", "b_ih", "b_hh", "x", "h0", "c0")]
-    gm.forward(gws, *gargs)
-    gm.backward(gws, *gargs, *up, *gouts)
+    gd = devdict(be, g)
+    gouts = {k: be.zeros(g[k[1:]].shape) for k in GRADS}
+    cellcall.forward(gm, gws, gd)
+    cellcall.backward(gm, gws, gd, gouts, *up)
     with pytest.raises(CharlmError, match="forward"):
-        gm.backward(gws, *gargs, *up, *gouts)
+        cellcall.backward(gm, gws, gd, gouts, *up)

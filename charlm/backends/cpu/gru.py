@@ -214,35 +214,38 @@ def gru_backward(
             dbs[1, 3 * u0 + u] = dbs[0, 3 * u0 + u]
 
 
-def forward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, relu=False):
-    """Run the window: fills ws.hs, ws.gp, ws.hn (c0 and relu are ignored: GRU has no cell state)."""
+def forward(ws, x, state0, w):
+    """Run the window: fills ws.hs, ws.gp, ws.hn. x (T, B, I); state0.h (B, H) (no cell state); w: CellWeights."""
+    h0 = state0.h
     H = h0.shape[1]
     nc = split(H)
     ws.nc[0] = nc
     b0 = ws.bp[0, :, 0]  # (3H,)
-    np.add(b_ih[:2 * H], b_hh[:2 * H], out=b0[:2 * H])
-    b0[2 * H:] = b_ih[2 * H:]
-    permute_rows(ws.wp_ih, w_ih, G, nc)
-    permute_rows(ws.wp_hh, w_hh, G, nc)
+    np.add(w.b_ih[:2 * H], w.b_hh[:2 * H], out=b0[:2 * H])
+    b0[2 * H:] = w.b_ih[2 * H:]
+    permute_rows(ws.wp_ih, w.w_ih, G, nc)
+    permute_rows(ws.wp_hh, w.w_hh, G, nc)
     permute_rows(ws.bp[1], ws.bp[0], G, nc)
     project(ws.gp, x, ws.wp_ih, numba.get_num_threads())
-    gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, ws.wp_hh, ws.bp[1, :, 0], b_hh, nc)
+    gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, ws.wp_hh, ws.bp[1, :, 0], w.b_hh, nc)
     ws.fresh[0] = 1
 
 
-def backward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dhs, dhT, dcT,
-             dw_ih, dw_hh, db_ih, db_hh, dx, dh0, dc0, relu=False):
-    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every d* output.
+def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
+    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every output.
 
-    Consumes ws.gp (overwritten with gradients): run forward again before a second backward.
-    h0 and the weights are read from ws (forward stored them), so a caller may pass views that
-    the forward of the next window has since overwritten. dcT is ignored and dc0 is zero-filled.
+    Outputs: grads (CellWeights of dw_ih, dw_hh, db_ih, db_hh), dx (T, B, I), dstate0.h (B, H)
+    (dstate0.c, if not None, is zero-filled). Inputs: x, dhs (T, B, H), dstateT.h (B, H)
+    (dstateT.c is ignored). Consumes ws.gp (overwritten with gradients): run forward again before
+    a second backward. h0 and the weights are read from ws (forward stored them).
     """
     if not ws.fresh[0]:
         raise CharlmError("GRU backward needs a forward on the same workspace first (backward consumes it)")
     ws.fresh[0] = 0
     nc = int(ws.nc[0])
-    gru_backward(dh0, ws.gp, ws.dgh, ws.dbs, ws.dh, ws.h, ws.hn, ws.wp_hh, dhs, dhT, nc)
-    weight_grads(dw_ih, dw_hh, db_ih, db_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.gp, ws.dgh, ws.dbs, x, ws.h, ws.wp_ih,
+    g = grads
+    gru_backward(dstate0.h, ws.gp, ws.dgh, ws.dbs, ws.dh, ws.h, ws.hn, ws.wp_hh, dhs, dstateT.h, nc)
+    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.gp, ws.dgh, ws.dbs, x, ws.h, ws.wp_ih,
                  G, nc)
-    dc0.fill(0)
+    if dstate0.c is not None:
+        dstate0.c.fill(0)

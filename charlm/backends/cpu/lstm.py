@@ -224,26 +224,30 @@ def lstm_backward(
         dbs[1, k] = dbs[0, k]
 
 
-def forward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, relu=False):
-    """Run the window: fills ws.hs, ws.cs, ws.gp (relu is ignored: LSTM has fixed activations)."""
-    H = h0.shape[1]
+def forward(ws, x, state0, w):
+    """Run the window: fills ws.hs, ws.cs, ws.gp. x (T, B, I); state0 (h, c) (B, H); w: CellWeights."""
+    H = state0.h.shape[1]
     nc = split(H)
     ws.nc[0] = nc
-    np.add(b_ih, b_hh, out=ws.bp[0, :, 0])
-    permute_rows(ws.wp_ih, w_ih, G, nc)
-    permute_rows(ws.wp_hh, w_hh, G, nc)
+    np.add(w.b_ih, w.b_hh, out=ws.bp[0, :, 0])
+    permute_rows(ws.wp_ih, w.w_ih, G, nc)
+    permute_rows(ws.wp_hh, w.w_hh, G, nc)
     permute_rows(ws.bp[1], ws.bp[0], G, nc)
     project(ws.gp, x, ws.wp_ih, numba.get_num_threads())
-    lstm_forward(ws.h, ws.c, ws.gp, h0, c0, ws.wp_hh, ws.bp[1, :, 0], nc)
+    lstm_forward(ws.h, ws.c, ws.gp, state0.h, state0.c, ws.wp_hh, ws.bp[1, :, 0], nc)
 
 
-def backward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dhs, dhT, dcT,
-             dw_ih, dw_hh, db_ih, db_hh, dx, dh0, dc0, relu=False):
-    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every d* output.
+def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
+    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every output.
 
-    h0/c0 and the weights are read from ws (forward stored them), so a caller may pass views
-    that the forward of the next window has since overwritten.
+    Outputs: grads (CellWeights of dw_ih, dw_hh, db_ih, db_hh), dx (T, B, I), dstate0 (dh0, dc0)
+    (B, H). Inputs: x (T, B, I) the forward's input, dhs (T, B, H) dLoss/dhs, dstateT (dhT, dcT)
+    (B, H) dLoss/d(final state). h0/c0 and the weights are read from ws (forward stored them), so
+    a caller may pass views that the forward of the next window has since overwritten.
     """
     nc = int(ws.nc[0])
-    lstm_backward(dh0, dc0, ws.dgp, ws.dbs, ws.dh, ws.dc, ws.c, ws.gp, ws.wp_hh, dhs, dhT, dcT, nc)
-    weight_grads(dw_ih, dw_hh, db_ih, db_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.dgp, ws.dgp, ws.dbs, x, ws.h, ws.wp_ih, G, nc)
+    g = grads
+    lstm_backward(dstate0.h, dstate0.c, ws.dgp, ws.dbs, ws.dh, ws.dc, ws.c, ws.gp, ws.wp_hh, dhs,
+                  dstateT.h, dstateT.c, nc)
+    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.dgp, ws.dgp, ws.dbs, x, ws.h, ws.wp_ih,
+                 G, nc)

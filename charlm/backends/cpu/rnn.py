@@ -3,8 +3,9 @@
 Equations (PyTorch nn.RNN), per step t with h_{-1} = h0:
     z_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh          # (B, H)
     h_t = tanh(z_t)            (or relu(z_t) with relu=True)
-Gate layout: one block, w_ih (H, I), w_hh (H, H), b_ih, b_hh (H,). c0/dcT/dc0 are accepted
-for a uniform cell signature and ignored.
+Gate layout: one block, w_ih (H, I), w_hh (H, H), b_ih, b_hh (H,). The activation is chosen at
+``alloc`` (``relu=True``) and kept in the workspace; the ``c`` fields of the states are ignored
+(``dstate0.c``, when given, is zero-filled).
 
 Speed design (threads: see ``recurrent``; with one gate the chunk order is PyTorch's order, so
 nothing is permuted): the input projection of all T steps is one GEMM written straight into
@@ -46,13 +47,17 @@ class Workspace(NamedTuple):
     bias: np.ndarray  # (H,) b_ih + b_hh
     dbs: np.ndarray  # (2, H) bias gradients (both rows the same)
     nc: np.ndarray  # (1,) int64: unit chunks of the last forward
+    w_ih: np.ndarray  # (H, I) copy of the forward's w_ih (backward reads it)
+    w_hh: np.ndarray  # (H, H) copy of the forward's w_hh
+    relu: bool  # activation: relu (True) or tanh (False)
 
 
-def alloc(T, B, I, H, dtype=np.float32):
-    """Workspace for windows of T steps, batch B, input size I, hidden size H (I is unused)."""
+def alloc(T, B, I, H, dtype=np.float32, relu=False):
+    """Workspace for windows of T steps, batch B, input size I, hidden size H; tanh or relu."""
     h = np.zeros((T + 1, B, H), dtype)
     return Workspace(h=h, hs=h[1:], dz=np.zeros((T, B, H), dtype), dh=np.zeros((B, H), dtype),
-                     bias=np.zeros(H, dtype), dbs=np.zeros((2, H), dtype), nc=np.ones(1, np.int64))
+                     bias=np.zeros(H, dtype), dbs=np.zeros((2, H), dtype), nc=np.ones(1, np.int64),
+                     w_ih=np.zeros((H, I), dtype), w_hh=np.zeros((H, H), dtype), relu=bool(relu))
 
 
 @kernel
@@ -150,24 +155,30 @@ def rnn_backward(
         dbs[1, k] = dbs[0, k]
 
 
-def forward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, relu=False):
-    """Run the window: fills ws.hs (c0 is ignored)."""
+def forward(ws, x, state0, w):
+    """Run the window: fills ws.hs. x (T, B, I); state0.h (B, H); w: CellWeights (PyTorch layout)."""
+    h0 = state0.h
     nc = split(h0.shape[1])
     ws.nc[0] = nc
-    np.add(b_ih, b_hh, out=ws.bias)
+    np.add(w.b_ih, w.b_hh, out=ws.bias)
+    np.copyto(ws.w_ih, w.w_ih)
+    np.copyto(ws.w_hh, w.w_hh)
     np.copyto(ws.h[0], h0)  # first: h0 may alias h[T] (carried state), which the projection overwrites
-    project(ws.hs, x, w_ih, numba.get_num_threads())
-    rnn_forward(ws.h, w_hh, ws.bias, bool(relu), nc)
+    project(ws.hs, x, ws.w_ih, numba.get_num_threads())
+    rnn_forward(ws.h, ws.w_hh, ws.bias, ws.relu, nc)
 
 
-def backward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dhs, dhT, dcT,
-             dw_ih, dw_hh, db_ih, db_hh, dx, dh0, dc0, relu=False):
-    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every d* output.
+def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
+    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every output.
 
-    h0 is read from ws (forward stored it); c0, dcT are ignored and dc0 is zeroed.
+    Outputs: grads (CellWeights of dw_ih, dw_hh, db_ih, db_hh), dx (T, B, I), dstate0.h (B, H)
+    (dstate0.c, if not None, is zero-filled). Inputs: x (T, B, I) the forward's input, dhs (T, B, H)
+    dLoss/dhs, dstateT.h (B, H) dLoss/d(final h) (dstateT.c is ignored). h0 and the weights are
+    read from ws (forward copied them).
     """
     nc = int(ws.nc[0])
-    rnn_backward(dh0, ws.dz, ws.dbs, ws.dh, ws.h, w_hh, dhs, dhT, bool(relu), nc)
-    weight_grads(dw_ih, dw_hh, db_ih, db_hh, dx, dw_ih, dw_hh, ws.dz, ws.dz, ws.dbs, x, ws.h, w_ih, G, nc)
-    if dc0 is not None:
-        dc0.fill(0)
+    g = grads
+    rnn_backward(dstate0.h, ws.dz, ws.dbs, ws.dh, ws.h, ws.w_hh, dhs, dstateT.h, ws.relu, nc)
+    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, g.w_ih, g.w_hh, ws.dz, ws.dz, ws.dbs, x, ws.h, ws.w_ih, G, nc)
+    if dstate0.c is not None:
+        dstate0.c.fill(0)

@@ -40,14 +40,16 @@ class Workspace(NamedTuple):
     dgh: object  # (T, B, 3H) hidden-side dLoss/dpre: dr, dz, dn * r
     dh: object  # (B, H) dLoss/dh carried backwards
     fresh: np.ndarray  # (1,) int8 on the host: 1 after forward, 0 after backward (which consumes gates)
+    w_ih: object  # (3H, I) copy of the forward's w_ih (backward reads it)
+    w_hh: object  # (3H, H) copy of the forward's w_hh
 
 
 def alloc(T, B, I, H, dtype=np.float32):
-    """Workspace for windows of T steps, batch B, input size I, hidden size H (I is unused)."""
+    """Workspace for windows of T steps, batch B, input size I, hidden size H."""
     h = zeros((T + 1, B, H), dtype)
     return Workspace(h=h, hs=h[1:], gates=zeros((T, B, G * H), dtype), hn=zeros((T, B, H), dtype),
                      hw=zeros((B, G * H), dtype), dgh=zeros((T, B, G * H), dtype), dh=zeros((B, H), dtype),
-                     fresh=np.zeros(1, np.int8))
+                     fresh=np.zeros(1, np.int8), w_ih=zeros((G * H, I), dtype), w_hh=zeros((G * H, H), dtype))
 
 
 @jit
@@ -105,25 +107,25 @@ def _dgates_step(
         dh[b, j] = d * z
 
 
-def forward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, relu=False):
-    """Run the window: fills ws.hs, ws.gates, ws.hn (c0 and relu are ignored: GRU has no cell state)."""
+def forward(ws, x, state0, w):
+    """Run the window: fills ws.hs, ws.gates, ws.hn. x (T, B, I); state0.h (B, H) (no cell state); w: CellWeights."""
     T, B, H3 = ws.gates.shape
     N = T * B
-    copy(ws.h[0], h0)  # first: h0 may alias h[T] (carried state)
-    gemm(ws.gates.reshape(N, H3), x.reshape(N, x.shape[2]), w_ih, tb=True)
+    copy(ws.w_ih, w.w_ih)
+    copy(ws.w_hh, w.w_hh)
+    copy(ws.h[0], state0.h)  # first: h0 may alias h[T] (carried state)
+    gemm(ws.gates.reshape(N, H3), x.reshape(N, x.shape[2]), w.w_ih, tb=True)
     blocks, threads = launch.grid1d(B * (H3 // 3))
     for t in range(T):
-        gemm(ws.hw, ws.h[t], w_hh, tb=True)
-        _gates_step[blocks, threads](ws.gates[t], ws.hw, ws.h[t], ws.h[t + 1], ws.hn[t], b_ih, b_hh)
+        gemm(ws.hw, ws.h[t], w.w_hh, tb=True)
+        _gates_step[blocks, threads](ws.gates[t], ws.hw, ws.h[t], ws.h[t + 1], ws.hn[t], w.b_ih, w.b_hh)
     ws.fresh[0] = 1
 
 
-def backward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dhs, dhT, dcT,
-             dw_ih, dw_hh, db_ih, db_hh, dx, dh0, dc0, relu=False):
-    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every d* output.
+def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
+    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every output (as the CPU cell).
 
     Consumes ws.gates (overwritten with gradients): run forward again before a second backward.
-    dcT is ignored and dc0 is zero-filled.
     """
     if not ws.fresh[0]:
         raise CharlmError("GRU backward needs a forward on the same workspace first (backward consumes it)")
@@ -131,19 +133,20 @@ def backward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dhs, dhT, dcT,
     T, B, H3 = ws.gates.shape
     H = H3 // 3
     N = T * B
-    copy(ws.dh, dhT)
+    g = grads
+    copy(ws.dh, dstateT.h)
     blocks, threads = launch.grid1d(B * H)
     for t in range(T - 1, -1, -1):
         _dgates_step[blocks, threads](ws.gates[t], ws.dgh[t], ws.h[t], ws.hn[t], dhs[t], ws.dh)
-        gemm(ws.dh, ws.dgh[t], w_hh, acc=True)
-    copy(dh0, ws.dh)
-    if dc0 is not None:
-        fill(dc0, 0)
+        gemm(ws.dh, ws.dgh[t], ws.w_hh, acc=True)
+    copy(dstate0.h, ws.dh)
+    if dstate0.c is not None:
+        fill(dstate0.c, 0)
     dx2 = ws.gates.reshape(N, H3)  # (N, 3H) input-side dpre
     dh2 = ws.dgh.reshape(N, H3)  # (N, 3H) hidden-side dpre
     I = x.shape[2]
-    gemm(dw_ih, dx2, x.reshape(N, I), ta=True)
-    gemm(dw_hh, dh2, ws.h[:T].reshape(N, H), ta=True)
-    gemm(dx.reshape(N, I), dx2, w_ih)
-    colsum(db_ih, dx2)
-    colsum(db_hh, dh2)
+    gemm(g.w_ih, dx2, x.reshape(N, I), ta=True)
+    gemm(g.w_hh, dh2, ws.h[:T].reshape(N, H), ta=True)
+    gemm(dx.reshape(N, I), dx2, ws.w_ih)
+    colsum(g.b_ih, dx2)
+    colsum(g.b_hh, dh2)

@@ -46,14 +46,17 @@ class Workspace(NamedTuple):
     dgates: object  # (T, B, 4H) dLoss/dz (pre-activation)
     dh: object  # (B, H) dLoss/dh carried backwards
     dc: object  # (B, H) dLoss/dc carried backwards
+    w_ih: object  # (4H, I) copy of the forward's w_ih (backward reads it)
+    w_hh: object  # (4H, H) copy of the forward's w_hh
 
 
 def alloc(T, B, I, H, dtype=np.float32):
-    """Workspace for windows of T steps, batch B, input size I, hidden size H (I is unused)."""
+    """Workspace for windows of T steps, batch B, input size I, hidden size H."""
     h = zeros((T + 1, B, H), dtype)
     c = zeros((T + 1, B, H), dtype)
     return Workspace(h=h, c=c, hs=h[1:], cs=c[1:], gates=zeros((T, B, G * H), dtype),
-                     dgates=zeros((T, B, G * H), dtype), dh=zeros((B, H), dtype), dc=zeros((B, H), dtype))
+                     dgates=zeros((T, B, G * H), dtype), dh=zeros((B, H), dtype), dc=zeros((B, H), dtype),
+                     w_ih=zeros((G * H, I), dtype), w_hh=zeros((G * H, H), dtype))
 
 
 @jit
@@ -111,42 +114,38 @@ def _dgates_step(
         dc[b, j] = dcc * f
 
 
-def forward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, relu=False):
-    """Run the window: fills ws.hs, ws.cs, ws.gates (relu is ignored: LSTM has fixed activations).
-
-    x (T, B, I), h0/c0 (B, H), w_ih (4H, I), w_hh (4H, H), b_ih/b_hh (4H,).
-    """
+def forward(ws, x, state0, w):
+    """Run the window: fills ws.hs, ws.cs, ws.gates. x (T, B, I); state0 (h, c) (B, H); w: CellWeights."""
     T, B, H4 = ws.gates.shape
     N = T * B
-    copy(ws.h[0], h0)  # first: h0/c0 may alias h[T]/c[T] (carried state)
-    copy(ws.c[0], c0)
-    gemm(ws.gates.reshape(N, H4), x.reshape(N, x.shape[2]), w_ih, tb=True)
+    copy(ws.w_ih, w.w_ih)
+    copy(ws.w_hh, w.w_hh)
+    copy(ws.h[0], state0.h)  # first: h0/c0 may alias h[T]/c[T] (carried state)
+    copy(ws.c[0], state0.c)
+    gemm(ws.gates.reshape(N, H4), x.reshape(N, x.shape[2]), w.w_ih, tb=True)
     blocks, threads = launch.grid1d(B * (H4 // 4))
     for t in range(T):
-        gemm(ws.gates[t], ws.h[t], w_hh, tb=True, acc=True)
-        _gates_step[blocks, threads](ws.gates[t], ws.c[t], ws.c[t + 1], ws.h[t + 1], b_ih, b_hh)
+        gemm(ws.gates[t], ws.h[t], w.w_hh, tb=True, acc=True)
+        _gates_step[blocks, threads](ws.gates[t], ws.c[t], ws.c[t + 1], ws.h[t + 1], w.b_ih, w.b_hh)
 
 
-def backward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dhs, dhT, dcT,
-             dw_ih, dw_hh, db_ih, db_hh, dx, dh0, dc0, relu=False):
-    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every d* output.
-
-    h0/c0 are read from ws (forward stored them). dhs (T, B, H); dhT, dcT (B, H).
-    """
+def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
+    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every output (as the CPU cell)."""
     T, B, H4 = ws.gates.shape
     H = H4 // 4
     N = T * B
-    copy(ws.dh, dhT)
-    copy(ws.dc, dcT)
+    g = grads
+    copy(ws.dh, dstateT.h)
+    copy(ws.dc, dstateT.c)
     blocks, threads = launch.grid1d(B * H)
     for t in range(T - 1, -1, -1):
         _dgates_step[blocks, threads](ws.dgates[t], ws.gates[t], ws.c[t], ws.c[t + 1], dhs[t], ws.dh, ws.dc)
-        gemm(ws.dh, ws.dgates[t], w_hh)
-    copy(dh0, ws.dh)
-    copy(dc0, ws.dc)
+        gemm(ws.dh, ws.dgates[t], ws.w_hh)
+    copy(dstate0.h, ws.dh)
+    copy(dstate0.c, ws.dc)
     dz2 = ws.dgates.reshape(N, H4)  # (N, 4H)
     I = x.shape[2]
-    gemm(dw_ih, dz2, x.reshape(N, I), ta=True)
-    gemm(dw_hh, dz2, ws.h[:T].reshape(N, H), ta=True)
-    gemm(dx.reshape(N, I), dz2, w_ih)
-    colsum(db_ih, dz2, db_hh)
+    gemm(g.w_ih, dz2, x.reshape(N, I), ta=True)
+    gemm(g.w_hh, dz2, ws.h[:T].reshape(N, H), ta=True)
+    gemm(dx.reshape(N, I), dz2, ws.w_ih)
+    colsum(g.b_ih, dz2, g.b_hh)

@@ -34,12 +34,16 @@ class Workspace(NamedTuple):
     hs: object  # (T, B, H) view h[1:]: the layer's outputs
     dz: object  # (T, B, H) dLoss/dz (pre-activation)
     dh: object  # (B, H) dLoss/dh carried backwards
+    w_ih: object  # (H, I) copy of the forward's w_ih (backward reads it)
+    w_hh: object  # (H, H) copy of the forward's w_hh
+    relu: bool  # activation: relu (True) or tanh (False)
 
 
-def alloc(T, B, I, H, dtype=np.float32):
-    """Workspace for windows of T steps, batch B, input size I, hidden size H (I is unused)."""
+def alloc(T, B, I, H, dtype=np.float32, relu=False):
+    """Workspace for windows of T steps, batch B, input size I, hidden size H; tanh or relu."""
     h = zeros((T + 1, B, H), dtype)
-    return Workspace(h=h, hs=h[1:], dz=zeros((T, B, H), dtype), dh=zeros((B, H), dtype))
+    return Workspace(h=h, hs=h[1:], dz=zeros((T, B, H), dtype), dh=zeros((B, H), dtype),
+                     w_ih=zeros((H, I), dtype), w_hh=zeros((H, H), dtype), relu=bool(relu))
 
 
 @jit
@@ -77,34 +81,36 @@ def _dz_step(
             dz[b, j] = d * (_ONE - y * y)
 
 
-def forward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, relu=False):
-    """Run the window: fills ws.hs (c0 is ignored)."""
+def forward(ws, x, state0, w):
+    """Run the window: fills ws.hs. x (T, B, I); state0.h (B, H); w: CellWeights (PyTorch layout)."""
     T, B, H = ws.hs.shape
     N = T * B
-    copy(ws.h[0], h0)  # first: h0 may alias h[T] (carried state)
-    gemm(ws.hs.reshape(N, H), x.reshape(N, x.shape[2]), w_ih, tb=True)
+    copy(ws.w_ih, w.w_ih)
+    copy(ws.w_hh, w.w_hh)
+    copy(ws.h[0], state0.h)  # first: h0 may alias h[T] (carried state)
+    gemm(ws.hs.reshape(N, H), x.reshape(N, x.shape[2]), w.w_ih, tb=True)
     blocks, threads = launch.grid1d(B * H)
     for t in range(T):
-        gemm(ws.h[t + 1], ws.h[t], w_hh, tb=True, acc=True)
-        _act_step[blocks, threads](ws.h[t + 1], b_ih, b_hh, bool(relu))
+        gemm(ws.h[t + 1], ws.h[t], w.w_hh, tb=True, acc=True)
+        _act_step[blocks, threads](ws.h[t + 1], w.b_ih, w.b_hh, ws.relu)
 
 
-def backward(ws, x, h0, c0, w_ih, w_hh, b_ih, b_hh, dhs, dhT, dcT,
-             dw_ih, dw_hh, db_ih, db_hh, dx, dh0, dc0, relu=False):
-    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every d* output."""
+def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
+    """BPTT through the window of the last ``forward`` on ``ws``; overwrites every output (as the CPU cell)."""
     T, B, H = ws.dz.shape
     N = T * B
-    copy(ws.dh, dhT)
+    g = grads
+    copy(ws.dh, dstateT.h)
     blocks, threads = launch.grid1d(B * H)
     for t in range(T - 1, -1, -1):
-        _dz_step[blocks, threads](ws.dz[t], ws.h[t + 1], dhs[t], ws.dh, bool(relu))
-        gemm(ws.dh, ws.dz[t], w_hh)
-    copy(dh0, ws.dh)
-    if dc0 is not None:
-        fill(dc0, 0)
+        _dz_step[blocks, threads](ws.dz[t], ws.h[t + 1], dhs[t], ws.dh, ws.relu)
+        gemm(ws.dh, ws.dz[t], ws.w_hh)
+    copy(dstate0.h, ws.dh)
+    if dstate0.c is not None:
+        fill(dstate0.c, 0)
     dz2 = ws.dz.reshape(N, H)  # (N, H)
     I = x.shape[2]
-    gemm(dw_ih, dz2, x.reshape(N, I), ta=True)
-    gemm(dw_hh, dz2, ws.h[:T].reshape(N, H), ta=True)
-    gemm(dx.reshape(N, I), dz2, w_ih)
-    colsum(db_ih, dz2, db_hh)
+    gemm(g.w_ih, dz2, x.reshape(N, I), ta=True)
+    gemm(g.w_hh, dz2, ws.h[:T].reshape(N, H), ta=True)
+    gemm(dx.reshape(N, I), dz2, ws.w_ih)
+    colsum(g.b_ih, dz2, g.b_hh)
