@@ -42,6 +42,7 @@ import numpy as np
 
 from . import attention as att
 from . import backends
+from .backends import CellState, CellWeights
 from .beam import beam_search, log_softmax
 from .config import CELLS, GATES, _check, _DictMixin
 from .pairs import BOS, EOS, PAD, UNK, Batch
@@ -142,7 +143,7 @@ class _Cells:
         T, B, I = x.shape
         H = w[1].shape[1]
         ws = self.mod.alloc(T, B, I, H, self.dtype)
-        self.mod.forward(ws, x, h0, c0, *w)
+        self.mod.forward(ws, x, CellState(h0, c0), CellWeights(*w))
         return ws
 
     def final(self, ws):
@@ -154,7 +155,8 @@ class _Cells:
         """-> (dx (T, B, I), dh0, dc0 (B, H)); overwrites dw = (dw_ih, dw_hh, db_ih, db_hh)."""
         dx = np.empty_like(x)
         dh0, dc0 = np.empty_like(h0), np.empty_like(h0)
-        self.mod.backward(ws, x, h0, c0, *w, np.ascontiguousarray(dhs), dhT, dcT, *dw, dx, dh0, dc0)
+        self.mod.backward(ws, CellWeights(*dw), dx, CellState(dh0, dc0), x, np.ascontiguousarray(dhs),
+                          CellState(dhT, dcT))
         return dx, dh0, dc0
 
 
