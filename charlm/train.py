@@ -109,6 +109,8 @@ class Trainer:
             self.lo, self.hi = distributed.shard(cfg.batch_size, w)   # this rank's streams
             self.state = self.model.init_state(self.hi - self.lo)
             self.step, self.best_val, self.bad_evals, self.elapsed = 0, None, 0, 0.0
+            if spec.choice is not None:  # the size calibration counts inside --max-time
+                self.elapsed = spec.choice.calibration_seconds
             if spec.resumed:
                 self._load_checkpoint()
             elif w.is_root:

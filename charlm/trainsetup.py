@@ -44,12 +44,16 @@ class RunSpec:
     fingerprint: str = ""
     source: object = None  # finetune.Source of --init-from (a new run only)
     lineage: dict | None = None  # where a fine-tuned run came from (config.json and the model's metadata)
+    autosize: bool = False  # a new run without --layers/--hidden: charlm.autosize picks the size
+    choice: object = None   # the autosize.Choice made in build_data (recorded in config.json)
 
     def save_files(self, tokenizer, train_cfg: TrainConfig) -> None:
         cfg = {"charlm_version": __version__, "corpus": self.data.to_dict(), "model": self.model.to_dict(),
                "train": train_cfg.to_dict()}
         if self.lineage:
             cfg["fine_tuned_from"] = self.lineage
+        if self.choice is not None:
+            cfg["autosize"] = self.choice.to_dict()
         ckpt.atomic_write_text(os.path.join(self.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
         tokenizer.save(os.path.join(self.run_dir, "tokenizer.json"))
 
@@ -143,8 +147,12 @@ def prepare_run(sources: list, options: dict, *, resume: str | None, notice) -> 
     from .backends import resolve_device
 
     device = resolve_device(train_cfg.device, notice)
-    return RunSpec(run_dir, data, model_options, train_cfg, device, resumed, explicit, source=source,
+    from . import autosize
+
+    spec = RunSpec(run_dir, data, model_options, train_cfg, device, resumed, explicit, source=source,
                    lineage=lineage)
+    spec.autosize = not resumed and source is None and autosize.wanted(explicit, options)
+    return spec
 
 
 def _norm(v):
@@ -198,9 +206,11 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
                          "raise the cap, use --level byte, or --unknown replace to map the rarest "
                          "symbols to one unknown id")
     spec.fingerprint = "sha256:" + hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest()[:32]
-    spec.model = ModelConfig(vocab_size=len(tok), **spec.model_options)
     cfg = spec.train
     train_ids, val_ids, _ = corpus.split_ids(ids, cfg.val_frac, cfg.test_frac)
+    if spec.autosize and spec.choice is None:
+        _choose_size(spec, len(train_ids), len(tok), notice)
+    spec.model = ModelConfig(vocab_size=len(tok), **spec.model_options)
     if not spec.resumed:
         B, T = corpus.fit_shape(len(train_ids), cfg.batch_size, cfg.seq_len)
         if (B, T) != (cfg.batch_size, cfg.seq_len):
@@ -219,6 +229,35 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
            f"{len(train_ids):,} train / {0 if val is None else len(val):,} validation")
     spec.train = cfg
     return RunData(tok, streams, val, cfg)
+
+
+def preview_choice(spec: RunSpec, *, notice) -> None:
+    """For --print-config: read the corpus into a scratch directory and make the size choice
+    (``spec.model_options``, ``spec.choice``) without creating the run directory."""
+    import tempfile
+
+    if not spec.autosize:
+        return
+    set_threads(spec.train.threads)
+    run_dir = spec.run_dir
+    with tempfile.TemporaryDirectory(prefix="charlm-preview-") as tmp:
+        spec.run_dir = tmp
+        try:
+            build_data(spec, notice=notice)
+        finally:
+            spec.run_dir = run_dir
+
+
+def _choose_size(spec: RunSpec, train_chars: int, vocab: int, notice) -> None:
+    """Budget-aware model size (charlm.autosize); explicit options are never replaced."""
+    from . import autosize
+
+    m = ModelConfig(vocab_size=vocab, **spec.model_options)
+    choice = autosize.choose(spec.train, cell=m.cell, embed=m.embed, vocab=vocab, train_chars=train_chars,
+                             device=spec.device)
+    spec.model_options.update({k: v for k, v in choice.model_options.items() if k not in spec.explicit})
+    spec.choice = choice
+    notice(choice.line)
 
 
 def set_threads(n: int) -> None:

@@ -153,13 +153,21 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
         options["max_time"] = _duration(None, None, options["max_time"])
     options.update({k: v for k, v in flags.items() if v is not None})
     if print_config:
+        from charlm.trainsetup import preview_choice
+
         spec = prepare_run(list(corpus), dict(options), resume=resume, notice=notice)
+        preview_choice(spec, notice=notice)  # budget-aware size: shows what training would choose
         # every model field, as "train" lists every training field; the vocabulary size comes from the corpus
-        model = ModelConfig(vocab_size=1, **spec.model_options).to_dict()
-        model["vocab_size"] = spec.source.config.vocab_size if spec.source is not None else None
+        if spec.model is not None:  # the size choice read the corpus
+            model = spec.model.to_dict()
+        else:
+            model = ModelConfig(vocab_size=1, **spec.model_options).to_dict()
+            model["vocab_size"] = spec.source.config.vocab_size if spec.source is not None else None
         conf = {"run_dir": spec.run_dir, "corpus": spec.data.to_dict(), "model": model, "train": spec.train.to_dict()}
         if spec.source is not None:
             conf["init_from"] = spec.source.path
+        if spec.choice is not None:
+            conf["autosize"] = spec.choice.to_dict()
         click.echo(json.dumps(conf, indent=2))
         return
     result = run_train(corpus, options, resume=resume, notice=notice)

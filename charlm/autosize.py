@@ -1,0 +1,207 @@
+"""Budget-aware model size: pick layers x hidden (and dropout) for the budget on this machine.
+
+When a new run gives neither ``--layers`` nor ``--hidden``, :func:`choose` picks the model
+from a small table of candidates (:data:`SIZES`) for the characters of training the budget
+allows. The rule, in full:
+
+1. **Characters the budget allows, per candidate.** ``--max-steps N``: ``N x B x T``;
+   ``--max-epochs E``: ``E x training characters``; ``--max-time S``: chars/s x usable seconds,
+   where chars/s is *measured*: a short calibration trains the smallest candidate for a few
+   real steps on this machine (:func:`measure_reference`, its kernels are the ones training
+   will use, so their compilation is not wasted), then scales that speed to every other
+   candidate by its multiply-adds per character (:func:`macs_per_char`, plus a fixed
+   per-character overhead). Usable seconds are the budget minus the calibration minus a share
+   for evaluation and checkpoints (:data:`TRAIN_SHARE`). With several budgets, the smallest
+   count wins, as it does in training.
+2. **Repeated text is worth less.** Characters beyond :data:`FRESH_EPOCHS` passes over the
+   training split count :data:`REPEAT_WORTH` each (a small corpus makes a big model overfit).
+3. **The largest candidate that gets enough.** A candidate qualifies when its effective
+   characters are at least :data:`CHARS_PER_PARAM` per parameter; the largest qualifying
+   candidate (by parameters) wins, the smallest when none does.
+4. **Dropout where data repeats.** Between-layer dropout is 0 for one layer, else 0 under one
+   pass over the data, 0.1 up to :data:`FRESH_EPOCHS` passes, 0.2 beyond.
+
+Explicit flags always win: ``--cell`` chooses the cell of every candidate, and ``--dropout``
+(or ``--batch-size``, ``--seq-len``) given by the user is never replaced. A resumed run keeps
+the choice recorded in its ``config.json`` and never re-chooses. The measured speed is
+rounded to a *speed class* (steps of 2^(1/2)) before it is used, so a machine gives the same
+choice from run to run unless its speed moves by more than ~20 %.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .config import GATES, ModelConfig, TrainConfig
+
+# (layers, hidden), smallest first; the cell is --cell or the default cell
+SIZES = ((1, 128), (1, 256), (1, 384), (2, 256), (2, 384), (2, 512))
+SIZE_KEYS = ("layers", "hidden")          # giving either turns the choice off
+CHARS_PER_PARAM = 15.0                    # rule 3
+FRESH_EPOCHS = 4.0                        # rule 2
+REPEAT_WORTH = 0.25
+TRAIN_SHARE = 0.85                        # of the time budget left after calibration (rule 1)
+OVERHEAD_MACS = 60_000                    # fixed per-character cost in multiply-add equivalents
+CALIBRATION_SHAPE = (32, 64)              # (T, B) of the timed calibration steps
+CALIBRATION_STEPS = 2                     # timed steps after one untimed (compile / warm-up) step
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What was chosen and why (recorded as ``autosize`` in config.json)."""
+
+    cell: str
+    layers: int
+    hidden: int
+    dropout: float
+    budget: str                  # "3m", "2000 steps", "10 epochs"
+    chars: int                   # characters of training the budget allows this model
+    epochs: float                # passes over the training split those characters make
+    chars_per_sec: float | None  # estimated for this model (time budgets only)
+    speed_class: float | None    # log2 of the reference speed, in halves (time budgets only)
+    calibration_seconds: float
+    line: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def model_options(self) -> dict:
+        return {"cell": self.cell, "layers": self.layers, "hidden": self.hidden, "dropout": self.dropout}
+
+
+def wanted(explicit: set, options: dict) -> bool:
+    """True when a new run leaves the model size to charlm."""
+    return not (set(SIZE_KEYS) & explicit) and not options.get("init_from")
+
+
+def macs_per_char(cell: str, layers: int, hidden: int, embed: int, vocab: int) -> int:
+    """Multiply-adds per character of one forward pass (recurrent GEMMs + head)."""
+    g, inp, total = GATES[cell], embed or vocab, 0
+    for _ in range(layers):
+        total += g * hidden * (inp + hidden)
+        inp = hidden
+    return total + hidden * vocab
+
+
+def n_params(cell: str, layers: int, hidden: int, embed: int, vocab: int) -> int:
+    g, inp, total = GATES[cell], embed or vocab, (vocab * embed if embed else 0)
+    for _ in range(layers):
+        total += g * hidden * (inp + hidden) + 2 * g * hidden
+        inp = hidden
+    return total + hidden * vocab + vocab
+
+
+def effective_chars(chars: float, train_chars: int) -> float:
+    """Rule 2: characters beyond FRESH_EPOCHS passes count REPEAT_WORTH each."""
+    fresh = FRESH_EPOCHS * max(1, train_chars)
+    return min(chars, fresh) + REPEAT_WORTH * max(0.0, chars - fresh)
+
+
+def dropout_for(layers: int, epochs: float) -> float:
+    if layers < 2 or epochs < 1.0:
+        return 0.0
+    return 0.1 if epochs <= FRESH_EPOCHS else 0.2
+
+
+def speed_class(chars_per_sec: float) -> float:
+    """Round a speed to steps of 2^(1/2) (returned as log2, a multiple of 0.5)."""
+    return round(2.0 * math.log2(max(1.0, chars_per_sec))) / 2.0
+
+
+def measure_reference(cell: str, embed: int, vocab: int, device: str) -> float:
+    """Characters per second of real training steps of the smallest candidate on this machine.
+
+    One untimed step first (it compiles or loads the kernels training then reuses), then the
+    best of CALIBRATION_STEPS timed forward+backward+clip+Adam steps on random ids.
+    """
+    from .model import CharLM
+    from .optim import Optimizer
+
+    layers, hidden = SIZES[0]
+    T, B = CALIBRATION_SHAPE
+    model = CharLM(ModelConfig(vocab_size=vocab, cell=cell, layers=layers, hidden=hidden, embed=embed,
+                               dropout=0.0), seed=0, device=device)
+    opt = Optimizer(TrainConfig(), model)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, vocab, (T, B)).astype(np.int32)
+    y = rng.integers(0, vocab, (T, B)).astype(np.int32)
+    state = model.init_state(B)
+    best = float("inf")
+    for i in range(CALIBRATION_STEPS + 1):
+        t = time.perf_counter()
+        model.train_step(x, y, state, None)
+        opt.clip()
+        opt.step(1e-3)
+        if i:
+            best = min(best, time.perf_counter() - t)
+    return T * B / best
+
+
+def budget_text(cfg: TrainConfig) -> str:
+    from .runlog import fmt_duration
+
+    parts = []
+    if cfg.max_time:
+        parts.append(fmt_duration(cfg.max_time))
+    if cfg.max_steps:
+        parts.append(f"{cfg.max_steps:,} steps")
+    if cfg.max_epochs:
+        parts.append(f"{cfg.max_epochs:g} epochs")
+    return " / ".join(parts) or "no budget"
+
+
+def choose(cfg: TrainConfig, *, cell: str, embed: int, vocab: int, train_chars: int, device: str = "cpu",
+           measure=None) -> Choice:
+    """Apply the rule in the module docstring. ``measure(cell, embed, vocab, device)`` returns the
+    reference chars/s (default :func:`measure_reference`); it is only called for a time budget."""
+    chars_per_step = cfg.batch_size * cfg.seq_len
+    ref_macs = macs_per_char(cell, *SIZES[0], embed, vocab) + OVERHEAD_MACS
+    calib, klass, ref_cps = 0.0, None, None
+    if cfg.max_time:
+        t0 = time.perf_counter()
+        measured = (measure or measure_reference)(cell, embed, vocab, device)
+        calib = time.perf_counter() - t0
+        klass = speed_class(measured)
+        ref_cps = 2.0 ** klass
+    usable = max(0.0, cfg.max_time - calib) * TRAIN_SHARE
+
+    def allowed(layers: int, hidden: int) -> tuple[float, float | None]:
+        counts, cps = [], None
+        if cfg.max_steps:
+            counts.append(cfg.max_steps * chars_per_step)
+        if cfg.max_epochs:
+            counts.append(cfg.max_epochs * train_chars)
+        if cfg.max_time:
+            cps = ref_cps * ref_macs / (macs_per_char(cell, layers, hidden, embed, vocab) + OVERHEAD_MACS)
+            counts.append(cps * usable)
+        return (min(counts) if counts else 0.0), cps
+
+    pick = SIZES[0]
+    for layers, hidden in sorted(SIZES, key=lambda s: n_params(cell, *s, embed, vocab)):
+        chars, _ = allowed(layers, hidden)
+        if effective_chars(chars, train_chars) >= CHARS_PER_PARAM * n_params(cell, layers, hidden, embed, vocab):
+            pick = (layers, hidden)
+    chars, cps = allowed(*pick)
+    epochs = chars / max(1, train_chars)
+    layers, hidden = pick
+    dropout = dropout_for(layers, epochs)
+    budget = budget_text(cfg)
+    where = " on this machine" if cfg.max_time else ""
+    speed = f" at ~{_si(cps)} chars/s" if cps else ""
+    line = (f"{budget}{where}: {cell} {layers}x{hidden}, ~{_si(chars)} characters of training{speed} "
+            f"({epochs:.1f} epochs); pass --layers/--hidden to choose yourself")
+    return Choice(cell, layers, hidden, dropout, budget, int(chars), round(epochs, 3),
+                  None if cps is None else round(cps, 1), klass, round(calib, 3), line)
+
+
+def _si(n: float) -> str:
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            v = n / div
+            return f"{v:.1f}{suffix}" if v < 10 else f"{v:.0f}{suffix}"
+    return f"{n:.0f}"

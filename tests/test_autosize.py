@@ -1,0 +1,174 @@
+"""Budget-aware model size (charlm.autosize): the rule, flags win, resume keeps the choice,
+the printed line, config.json and --print-config. Nothing here is timed: the calibration is
+replaced by a fixed speed wherever a time budget is used."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from charlm.cli import cli
+from click.testing import CliRunner
+
+from charlm import autosize
+from charlm.config import TrainConfig
+from charlm.train import train
+
+TEXT = ("The quick brown fox jumps over the lazy dog. " * 40 +
+        "Pack my box with five dozen liquor jugs! " * 40)
+SMALL = dict(embed=8, seq_len=16, batch_size=4, log_every=1, eval_every=10, save_every=5, val_frac=0.1, seed=3)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    p = tmp_path / "corpus.txt"
+    p.write_text(TEXT, encoding="utf-8")
+    return str(p)
+
+
+@pytest.fixture
+def fixed_speed(monkeypatch):
+    """The calibration reports 40k chars/s without running anything."""
+    calls = []
+
+    def measure(cell, embed, vocab, device):
+        calls.append((cell, embed, vocab, device))
+        return 40_000.0
+
+    monkeypatch.setattr(autosize, "measure_reference", measure)
+    return calls
+
+
+def never(*args, **kw):
+    raise AssertionError("the calibration must not run")
+
+
+def config_json(run_dir):
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+# ----- the rule -----------------------------------------------------------------------------------
+def test_more_budget_never_picks_a_smaller_model():
+    sizes = []
+    for minutes in (0.5, 1, 3, 10, 30, 120, 600):
+        c = autosize.choose(TrainConfig(max_time=60 * minutes), cell="lstm", embed=64, vocab=100,
+                            train_chars=50_000_000, measure=lambda *a: 40_000.0)
+        sizes.append(autosize.n_params("lstm", c.layers, c.hidden, 64, 100))
+    assert sizes == sorted(sizes)
+    assert sizes[0] < sizes[-1]  # the table is actually used, not one fixed answer
+
+
+def test_steps_and_epochs_budgets_choose_by_characters_without_calibration():
+    by_steps = autosize.choose(TrainConfig(max_steps=20_000), cell="gru", embed=64, vocab=100,
+                               train_chars=10_000_000, measure=never)
+    # 20k steps x 64 x 100 = 128M characters, 12.8 epochs: the biggest 2-layer candidate, heavy dropout
+    assert (by_steps.layers, by_steps.hidden, by_steps.chars) == (2, 512, 128_000_000)
+    assert by_steps.dropout == 0.2 and by_steps.chars_per_sec is None and by_steps.calibration_seconds == 0
+    tiny = autosize.choose(TrainConfig(max_epochs=1), cell="gru", embed=64, vocab=100, train_chars=5_000,
+                           measure=never)
+    assert (tiny.layers, tiny.hidden) == autosize.SIZES[0] and tiny.dropout == 0.0
+    assert "1 epochs" in tiny.line and "gru 1x128" in tiny.line
+
+
+def test_a_small_corpus_caps_the_model():
+    """The same 128M characters over a 100k-character corpus repeat it 1,280 times: a smaller model."""
+    big = autosize.choose(TrainConfig(max_steps=20_000), cell="lstm", embed=64, vocab=100,
+                          train_chars=10_000_000, measure=never)
+    small = autosize.choose(TrainConfig(max_steps=20_000), cell="lstm", embed=64, vocab=100,
+                            train_chars=100_000, measure=never)
+    assert autosize.n_params("lstm", small.layers, small.hidden, 64, 100) < \
+        autosize.n_params("lstm", big.layers, big.hidden, 64, 100)
+
+
+def test_speed_class_makes_nearby_speeds_choose_alike():
+    assert autosize.speed_class(40_000) == autosize.speed_class(41_000)
+    assert autosize.speed_class(40_000) != autosize.speed_class(80_000)
+    a, b = (autosize.choose(TrainConfig(max_time=180), cell="lstm", embed=64, vocab=100, train_chars=10**7,
+                            measure=lambda *args, s=s: s) for s in (40_000.0, 41_000.0))
+    assert (a.layers, a.hidden, a.chars_per_sec) == (b.layers, b.hidden, b.chars_per_sec)
+
+
+def test_a_faster_machine_gets_a_bigger_model_in_the_same_time():
+    slow, fast = (autosize.choose(TrainConfig(max_time=180), cell="lstm", embed=64, vocab=100,
+                                  train_chars=10**8, measure=lambda *args, s=s: s) for s in (5_000.0, 500_000.0))
+    assert autosize.n_params("lstm", fast.layers, fast.hidden, 64, 100) > \
+        autosize.n_params("lstm", slow.layers, slow.hidden, 64, 100)
+    assert "3m00s on this machine" in slow.line and "chars/s" in slow.line
+
+
+# ----- through training ---------------------------------------------------------------------------
+def test_choice_is_printed_recorded_and_kept_on_resume(corpus, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    said = []
+    res = train([corpus], {**SMALL, "max_steps": 3, "out": out}, notice=said.append)
+    assert res.status == "finished"
+    lines = [s for s in said if "pass --layers/--hidden to choose yourself" in s]
+    assert len(lines) == 1 and lines[0].startswith("3 steps: lstm 1x128")
+    saved = config_json(out)
+    assert saved["autosize"]["line"] == lines[0]
+    assert (saved["model"]["layers"], saved["model"]["hidden"]) == (1, 128)
+    assert (saved["autosize"]["layers"], saved["autosize"]["hidden"]) == (1, 128)
+
+    monkeypatch.setattr(autosize, "choose", never)  # resuming with a bigger budget never re-chooses
+    said.clear()
+    res = train([], {"max_steps": 5}, resume=out, notice=said.append)
+    assert res.step == 5
+    assert not [s for s in said if "choose yourself" in s]
+    assert config_json(out) == saved
+
+
+def test_explicit_size_flags_turn_the_choice_off(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(autosize, "choose", never)
+    for flag in ({"hidden": 24}, {"layers": 1}):
+        out = str(tmp_path / f"run-{next(iter(flag))}")
+        train([corpus], {**SMALL, **flag, "max_steps": 2, "out": out})
+        saved = config_json(out)
+        assert "autosize" not in saved
+        assert all(saved["model"][k] == v for k, v in flag.items())
+
+
+def test_explicit_cell_and_dropout_win_inside_the_choice(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(autosize, "dropout_for", lambda layers, epochs: 0.25)
+    out = str(tmp_path / "run")
+    train([corpus], {**SMALL, "cell": "gru", "dropout": 0.05, "max_steps": 2, "out": out})
+    saved = config_json(out)
+    assert saved["model"]["cell"] == "gru" and saved["model"]["dropout"] == 0.05
+    assert saved["autosize"]["cell"] == "gru"
+    out2 = str(tmp_path / "run2")
+    train([corpus], {**SMALL, "cell": "gru", "max_steps": 2, "out": out2})
+    assert config_json(out2)["model"]["dropout"] == 0.25  # not given: the choice's value
+
+
+def test_time_budget_calibrates_once_and_counts_it(corpus, tmp_path, fixed_speed):
+    out = str(tmp_path / "run")
+    res = train([corpus], {**SMALL, "cell": "gru", "max_time": 30.0, "max_steps": 2, "out": out})
+    assert res.step == 2
+    assert len(fixed_speed) == 1 and fixed_speed[0][0] == "gru"
+    choice = config_json(out)["autosize"]
+    assert choice["speed_class"] == autosize.speed_class(40_000) and choice["chars_per_sec"] > 0
+    assert choice["line"].startswith("30s / 2 steps on this machine: gru 1x128")
+
+
+def test_print_config_shows_the_choice_and_creates_nothing(corpus, tmp_path, fixed_speed):
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["train", corpus, "--max-time", "3m", "--embed", "8", "--out", str(out),
+                                 "--print-config"])
+    assert r.exit_code == 0, r.output
+    conf = json.loads(r.stdout)
+    assert conf["autosize"]["layers"] == conf["model"]["layers"]
+    assert conf["autosize"]["hidden"] == conf["model"]["hidden"]
+    assert "choose yourself" in r.stderr and not out.exists()
+    r = CliRunner().invoke(cli, ["train", corpus, "--max-time", "3m", "--hidden", "8", "--print-config"])
+    assert r.exit_code == 0 and "autosize" not in json.loads(r.stdout)
+
+
+def test_init_from_keeps_the_source_model(corpus, tmp_path, monkeypatch):
+    src = str(tmp_path / "src")
+    train([corpus], {**SMALL, "hidden": 24, "max_steps": 2, "out": src})
+    monkeypatch.setattr(autosize, "choose", never)
+    out = str(tmp_path / "tuned")
+    train([corpus], {"max_steps": 2, "init_from": src, "out": out})
+    saved = config_json(out)
+    assert "autosize" not in saved and saved["model"]["hidden"] == 24
