@@ -13,19 +13,22 @@ allows. The rule, in full:
    per-character overhead). Usable seconds are the budget minus the calibration minus a share
    for evaluation and checkpoints (:data:`TRAIN_SHARE`). With several budgets, the smallest
    count wins, as it does in training.
-2. **Repeated text is worth less.** Characters beyond :data:`FRESH_EPOCHS` passes over the
-   training split count :data:`REPEAT_WORTH` each (a small corpus makes a big model overfit).
+2. **Repeated text is worth less.** The first pass over the training split counts in full; ``R``
+   more passes count as ``U x R* x (1 - exp(-R / R*))`` characters (``U`` the split's length,
+   ``R*`` = :data:`REPEAT_SCALE` passes), the data-constrained form of Muennighoff et al. 2023,
+   so a small corpus caps the model at about ``U x (1 + R*) / CHARS_PER_PARAM`` parameters.
 3. **The largest candidate that gets enough.** A candidate qualifies when its effective
    characters are at least :data:`CHARS_PER_PARAM` per parameter; the largest qualifying
    candidate (by parameters) wins, the smallest when none does.
 4. **Dropout where data repeats.** Between-layer dropout is 0 for one layer, else 0 under one
-   pass over the data, 0.1 up to :data:`FRESH_EPOCHS` passes, 0.2 beyond.
+   pass over the data, 0.1 up to :data:`DROPOUT_EPOCHS` passes, 0.2 beyond.
 
 Explicit flags always win: ``--cell`` chooses the cell of every candidate, and ``--dropout``
 (or ``--batch-size``, ``--seq-len``) given by the user is never replaced. A resumed run keeps
 the choice recorded in its ``config.json`` and never re-chooses. The measured speed is
-rounded to a *speed class* (steps of 2^(1/2)) before it is used, so a machine gives the same
-choice from run to run unless its speed moves by more than ~20 %.
+rounded to a *speed class* (steps of 2^(1/2), about 41 %) before it is used, so a machine gives
+the same choice from run to run; only a machine whose speed sits on a class boundary (or whose
+load changes a lot) can see two neighbouring choices.
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ from .config import GATES, ModelConfig, TrainConfig
 # (layers, hidden), smallest first; the cell is --cell or the default cell
 SIZES = ((1, 128), (1, 256), (1, 384), (2, 256), (2, 384), (2, 512))
 SIZE_KEYS = ("layers", "hidden")          # giving either turns the choice off
-CHARS_PER_PARAM = 15.0                    # rule 3
-FRESH_EPOCHS = 4.0                        # rule 2
-REPEAT_WORTH = 0.25
+CHARS_PER_PARAM = 6.0                     # rule 3
+REPEAT_SCALE = 8.0                        # rule 2: R*, in passes over the training split
+DROPOUT_EPOCHS = 4.0                      # rule 4
 TRAIN_SHARE = 0.85                        # of the time budget left after calibration (rule 1)
 OVERHEAD_MACS = 60_000                    # fixed per-character cost in multiply-add equivalents
 CALIBRATION_SHAPE = (32, 64)              # (T, B) of the timed calibration steps
@@ -97,15 +100,18 @@ def n_params(cell: str, layers: int, hidden: int, embed: int, vocab: int) -> int
 
 
 def effective_chars(chars: float, train_chars: int) -> float:
-    """Rule 2: characters beyond FRESH_EPOCHS passes count REPEAT_WORTH each."""
-    fresh = FRESH_EPOCHS * max(1, train_chars)
-    return min(chars, fresh) + REPEAT_WORTH * max(0.0, chars - fresh)
+    """Rule 2: the first pass counts in full, repeats less and less (data-constrained scaling)."""
+    u = float(max(1, train_chars))
+    if chars <= u:
+        return chars
+    repeats = chars / u - 1.0
+    return u + u * REPEAT_SCALE * (1.0 - math.exp(-repeats / REPEAT_SCALE))
 
 
 def dropout_for(layers: int, epochs: float) -> float:
     if layers < 2 or epochs < 1.0:
         return 0.0
-    return 0.1 if epochs <= FRESH_EPOCHS else 0.2
+    return 0.1 if epochs <= DROPOUT_EPOCHS else 0.2
 
 
 def speed_class(chars_per_sec: float) -> float:
@@ -205,3 +211,18 @@ def _si(n: float) -> str:
             v = n / div
             return f"{v:.1f}{suffix}" if v < 10 else f"{v:.0f}{suffix}"
     return f"{n:.0f}"
+
+
+# what a validation loss means to someone reading the sample (bits per character, upper bounds)
+VERDICTS = ((1.5, "good: the model writes fluent text in the corpus's style"),
+            (2.0, "fair: real words and structure, some garbled; a longer --max-time improves it"),
+            (2.7, "early: word fragments and layout, little sense; give it a longer --max-time"),
+            (float("inf"), "barely started: mostly noise; give it a longer --max-time"))
+
+
+def verdict(val_nats: float) -> str:
+    """One line for the end of training: ``val 1.85 bpc: fair: ...``."""
+    bpc = val_nats / math.log(2.0)
+    text = next(v for limit, v in VERDICTS if bpc <= limit)
+    return f"val {bpc:.2f} bpc: {text}"
+

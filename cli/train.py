@@ -176,5 +176,9 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
                f"bpc); model in {result.run_dir}/model.safetensors")
     if os.path.exists(os.path.join(result.run_dir, "model.safetensors")):
         notice(f"sample it with: charlm sample {result.run_dir}")
+    if result.best_val is not None:
+        from charlm.autosize import verdict
+
+        notice(verdict(result.best_val))
     if result.exit_code:
         sys.exit(result.exit_code)

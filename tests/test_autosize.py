@@ -172,3 +172,22 @@ def test_init_from_keeps_the_source_model(corpus, tmp_path, monkeypatch):
     train([corpus], {"max_steps": 2, "init_from": src, "out": out})
     saved = config_json(out)
     assert "autosize" not in saved and saved["model"]["hidden"] == 24
+
+
+def test_verdict_names_the_bpc_and_what_it_means():
+    import math
+
+    assert autosize.verdict(1.9 * math.log(2)).startswith("val 1.90 bpc: fair")
+    assert autosize.verdict(1.2 * math.log(2)).startswith("val 1.20 bpc: good")
+    assert autosize.verdict(2.5 * math.log(2)).startswith("val 2.50 bpc: early")
+    assert autosize.verdict(4.0 * math.log(2)).startswith("val 4.00 bpc: barely started")
+
+
+def test_cli_training_ends_with_the_choice_line_first_and_a_verdict_last(corpus, tmp_path):
+    out = str(tmp_path / "run")
+    r = CliRunner().invoke(cli, ["train", corpus, "--max-steps", "3", "--embed", "8", "--seq-len", "16",
+                                 "--batch-size", "4", "--out", out])
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.strip().splitlines()
+    assert sum("pass --layers/--hidden to choose yourself" in line for line in lines) == 1
+    assert lines[-1].startswith("val ") and " bpc: " in lines[-1]
