@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 
 import numpy as np
 
-from . import tensorfile
+from . import rundir, tensorfile
 from .errors import CheckpointError, UsageError
 from .safefile import RunLock, atomic_write_bytes, atomic_write_text, check_writable_dir, fsync_dir, os_error
 from .tensorfile import FutureFormatError, corrupt
@@ -39,9 +38,9 @@ __all__ = [
 FORMAT_VERSION = 1
 MODEL_FORMAT = "charlm-model"
 CHECKPOINT_FORMAT = "charlm-checkpoint"
-MODEL_NAME = "model.safetensors"
-CHECKPOINT_NAME = "checkpoint.safetensors"
-_ROTATED_RE = re.compile(r"checkpoint-(\d{8,})\.safetensors")
+MODEL_NAME = rundir.MODEL
+CHECKPOINT_NAME = rundir.CHECKPOINT
+_ROTATED_RE = rundir.ROTATED_RE
 _KIND = {MODEL_FORMAT: "model file", CHECKPOINT_FORMAT: "resume checkpoint"}
 _JSON_FIELDS = {MODEL_FORMAT: ("model_config", "tokenizer", "extra"), CHECKPOINT_FORMAT: ("meta",)}
 
@@ -148,8 +147,7 @@ def validate_state_dict(state_dict: dict[str, np.ndarray], expected_shapes: dict
 # ---------------------------------------------------------------- resume checkpoints
 
 
-def rotated_name(step: int) -> str:
-    return f"checkpoint-{step:08d}.safetensors"
+rotated_name = rundir.rotated_name
 
 
 def checkpoint_paths(run_dir) -> list[Path]:
@@ -170,6 +168,18 @@ def _read_checkpoint(path: Path):
     md, tensors = tensorfile.read(path, missing_msg=f"{path} is missing",
                                   check_meta=_checker(CHECKPOINT_FORMAT))
     return int(md["step"]), tensors, _decode_fields(path, md, ("meta",))["meta"]
+
+
+def newest_meta(run_dir) -> dict | None:
+    """The ``meta`` dict of the newest checkpoint in RUN_DIR whose header reads (no tensor data is read,
+    the checksum is not verified: for diagnostics only), or None."""
+    for path in checkpoint_paths(run_dir):
+        try:
+            md, _ = tensorfile.read(path, missing_msg="", header_only=True, check_meta=_checker(CHECKPOINT_FORMAT))
+            return _decode_fields(path, md, ("meta",))["meta"]
+        except (CheckpointError, UsageError):
+            continue
+    return None
 
 
 def save_checkpoint(run_dir, tensors: dict[str, np.ndarray], meta: dict, *, step: int, keep: int = 2) -> Path:

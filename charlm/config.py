@@ -50,9 +50,11 @@ class DataConfig(_DictMixin):
     normalize: str | None = None  # None | NFC
     vocab_cap: int = 0            # 0 = no cap
     unknown: str = "error"        # beyond the cap / new to an --init-from model: error | replace | skip | extend
+    max_bytes: int = 0            # most bytes read from stdin or a stream (FIFO, pipe, device); 0 = 1 GiB
 
     def __post_init__(self):
         object.__setattr__(self, "sources", tuple(self.sources))
+        _check(isinstance(self.max_bytes, int) and self.max_bytes >= 0, "--max-bytes must be a size >= 0")
         _check(self.errors in ("strict", "replace"), "--errors must be strict or replace")
         _check(self.level in ("char", "byte"), "--level must be char or byte")
         _check(self.normalize in (None, "NFC"), "--normalize must be NFC (or omitted)")

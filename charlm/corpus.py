@@ -30,7 +30,8 @@ from .sources import Corpus, expand_sources, iter_text, read_sources, spool_stdi
 from .tokenizer import CharTokenizer, add_counts, count_symbols, select_symbols, symbol_repr
 
 __all__ = ["Corpus", "read_sources", "ids_dtype", "encode_corpus", "count_sources", "encode_to_file",
-           "load_ids", "split_ids", "Streams", "eval_windows", "fit_shape", "vocab_stats"]
+           "load_ids", "rereadable", "load_saved_ids", "split_ids", "Streams", "eval_windows", "fit_shape",
+           "vocab_stats"]
 
 ENCODE_CHARS = 1 << 22  # characters encoded per step in memory
 
@@ -60,18 +61,19 @@ def encode_corpus(text: str, tokenizer: CharTokenizer, *, unknown: str | None = 
     return ids
 
 
-def _read_opts(encoding, errors, glob, stdin, notice):
-    return {"encoding": encoding, "errors": errors, "glob": glob, "stdin": stdin, "notice": notice}
+def _read_opts(encoding, errors, glob, stdin, notice, max_bytes=None):
+    return {"encoding": encoding, "errors": errors, "glob": glob, "stdin": stdin, "notice": notice,
+            "max_bytes": max_bytes}
 
 
 def count_sources(sources, *, level: str = "char", normalize: str | None = None, encoding: str = "utf-8",
                   errors: str = "strict", glob: str = "**/*", stdin=None, notice=None,
-                  _expanded=None) -> tuple[np.ndarray, list[str]]:
+                  _expanded=None, max_bytes: int | None = None) -> tuple[np.ndarray, list[str]]:
     """Dense symbol counts (S,) of a streamed corpus, and the labels of the sources read."""
     names: list[str] = []
     counts = None
     for chunk in iter_text(sources, nfc_safe=bool(normalize), names=names, _expanded=_expanded,
-                           **_read_opts(encoding, errors, glob, stdin, notice)):
+                           **_read_opts(encoding, errors, glob, stdin, notice, max_bytes)):
         if normalize:
             chunk = unicodedata.normalize("NFC", chunk)
         counts = add_counts(counts, count_symbols(chunk, level))
@@ -88,17 +90,18 @@ def _npy_header(dtype: np.dtype, n: int) -> bytes:
 def encode_to_file(sources, path, *, tokenizer: CharTokenizer | None = None, level: str = "char",
                    normalize: str | None = None, min_count: int = 1, max_vocab: int | None = None,
                    unknown: str = "error", encoding: str = "utf-8", errors: str = "strict",
-                   glob: str = "**/*", stdin=None, notice=None,
-                   names: list | None = None) -> tuple[np.ndarray, CharTokenizer]:
+                   glob: str = "**/*", stdin=None, notice=None, names: list | None = None,
+                   max_bytes: int | None = None) -> tuple[np.ndarray, CharTokenizer]:
     """Encode sources into a ``.npy`` file at ``path``; return (read-only memmap (N,), tokenizer).
 
     Builds the tokenizer in a first streamed pass unless one is given (stdin is spooled
     to a temporary file so it can be read twice). Peak memory is a few chunks, whatever
     the corpus size. ``names``, if given, receives the label of each source read.
     """
-    opts = _read_opts(encoding, errors, glob, stdin, notice)
-    expanded = expand_sources(sources, glob=glob, encoding=encoding, stdin=stdin, notice=notice)
-    temps = spool_stdin(expanded) if tokenizer is None else []
+    opts = _read_opts(encoding, errors, glob, stdin, notice, max_bytes)
+    expanded = expand_sources(sources, glob=glob, encoding=encoding, stdin=stdin, notice=notice,
+                              max_bytes=max_bytes)
+    temps = spool_stdin(expanded, encoding) if tokenizer is None else []
     try:
         if tokenizer is None:
             counts, _ = count_sources(None, level=level, normalize=normalize, _expanded=expanded, **opts)
@@ -106,12 +109,32 @@ def encode_to_file(sources, path, *, tokenizer: CharTokenizer | None = None, lev
                                                   min_count=min_count, max_vocab=max_vocab, unknown=unknown)
         dtype = ids_dtype(len(tokenizer))
         path = Path(path)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        n = 0
-        with open(tmp, "wb") as f:
+        _write_ids(path, dtype, iter_text(None, nfc_safe=bool(tokenizer.normalize), _expanded=expanded,
+                                          names=names, **opts), tokenizer)
+    finally:
+        for t in temps:
+            t.close()
+    return np.load(path, mmap_mode="r", allow_pickle=False), tokenizer
+
+
+def _write_ids(path: Path, dtype, chunks, tokenizer: CharTokenizer) -> None:
+    """Encode ``chunks`` into ``path`` through a temporary file that never outlives a failure.
+
+    The temporary name follows ``charlm.rundir.TEMP_RE`` (a run's lock holder removes leftovers of a
+    killed writer); it is created exclusively, so it is never a symbolic link planted in advance.
+    """
+    import secrets
+
+    from .rundir import open_nofollow
+
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a directory; remove it (charlm writes the encoded corpus there)")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with os.fdopen(open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "wb") as f:
             f.write(_npy_header(dtype, 0))
-            for chunk in iter_text(None, nfc_safe=bool(tokenizer.normalize), _expanded=expanded,
-                                   names=names, **opts):
+            n = 0
+            for chunk in chunks:
                 if tokenizer.normalize:
                     chunk = unicodedata.normalize("NFC", chunk)
                 ids = tokenizer.encode_normalized(chunk).astype(dtype)
@@ -120,30 +143,62 @@ def encode_to_file(sources, path, *, tokenizer: CharTokenizer | None = None, lev
             f.seek(0)
             f.write(_npy_header(dtype, n))
         if n == 0:
-            tmp.unlink()
             raise UsageError("the corpus encodes to no ids at all (every character is unknown)")
         os.replace(tmp, path)
+        tmp = None
     finally:
-        for t in temps:
-            t.close()
-    return np.load(path, mmap_mode="r", allow_pickle=False), tokenizer
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
 
 
 def load_ids(sources, *, out=None, tokenizer: CharTokenizer | None = None, level: str = "char",
              normalize: str | None = None, min_count: int = 1, max_vocab: int | None = None,
              unknown: str = "error", encoding: str = "utf-8", errors: str = "strict", glob: str = "**/*",
-             stdin=None, notice=None) -> tuple[np.ndarray, CharTokenizer, list[str]]:
+             stdin=None, notice=None, max_bytes: int | None = None) -> tuple[np.ndarray, CharTokenizer, list[str]]:
     """(ids (N,), tokenizer, source labels): in memory, or memory-mapped at ``out`` if given."""
     tok_opts = {"level": level, "normalize": normalize, "min_count": min_count, "max_vocab": max_vocab,
                 "unknown": unknown}
     if out is not None:
         names: list[str] = []
         ids, tok = encode_to_file(sources, out, tokenizer=tokenizer, names=names, **tok_opts,
-                                  **_read_opts(encoding, errors, glob, stdin, notice))
+                                  **_read_opts(encoding, errors, glob, stdin, notice, max_bytes))
         return ids, tok, names
-    corpus = read_sources(sources, **_read_opts(encoding, errors, glob, stdin, notice))
+    corpus = read_sources(sources, **_read_opts(encoding, errors, glob, stdin, notice, max_bytes))
     tok = tokenizer or CharTokenizer.from_text(corpus.text, **tok_opts)
     return encode_corpus(corpus.text, tok), tok, corpus.names
+
+
+def rereadable(sources) -> bool:
+    """Whether every source can be read again later: no stdin, no FIFO / pipe / device."""
+    for s in sources:
+        s = os.fspath(s)
+        if s == "-" or (os.path.exists(s) and not os.path.isfile(s) and not os.path.isdir(s)):
+            return False
+    return True
+
+
+def load_saved_ids(path, tokenizer: CharTokenizer) -> np.ndarray:
+    """A run's ``ids.npy`` memory-mapped, checked against its tokenizer; ``UsageError`` naming the file."""
+    path = os.fspath(path)
+    fix = "the run's encoded text is lost: start a new run with --out and give the text again"
+    if not os.path.lexists(path):
+        raise UsageError(f"{path} is missing and the run was trained on a stream (stdin or a pipe) that cannot be "
+                         f"read again; {fix}")
+    if not os.path.isfile(path):
+        raise UsageError(f"{path} is not a regular file (a directory?); {fix}")
+    try:
+        ids = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise UsageError(f"{path} is not a readable .npy file ({str(e)[:80]}); {fix}") from None
+    if ids.ndim != 1 or ids.dtype.kind != "u" or ids.size < 2:
+        raise UsageError(f"{path} holds {ids.dtype} {ids.shape}, not encoded text; {fix}")
+    if int(ids.max()) >= len(tokenizer):
+        raise UsageError(f"{path} holds ids up to {int(ids.max())}, beyond the tokenizer's {len(tokenizer)} "
+                         f"symbols; {fix}")
+    return ids
 
 
 def split_ids(ids: np.ndarray, val_frac: float = 0.1, test_frac: float = 0.0):

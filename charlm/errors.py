@@ -31,3 +31,7 @@ class CheckpointError(CharlmError):
     """A checkpoint or weight file that is missing, corrupt or not ours."""
 
     exit_code = 1
+
+
+class UnknownSymbolsError(UsageError):
+    """Text holds symbols that a tokenizer does not know (the message lists them)."""

@@ -293,14 +293,14 @@ def split_ids(run_dir, split: str, tokenizer, notice: Callable | None = None) ->
     import json
     import os
 
-    from . import corpus
+    from . import corpus, rundir
 
     if split not in ("val", "test"):
         raise UsageError(f"unknown split {split!r}: choose val or test")
     run_dir = os.fspath(run_dir)
     if not os.path.isdir(run_dir):
         run_dir = os.path.dirname(os.path.abspath(run_dir))
-    path = os.path.join(run_dir, "config.json")
+    path = os.path.join(run_dir, rundir.CONFIG)
     try:
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)

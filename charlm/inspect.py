@@ -22,6 +22,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from . import rundir
 from .config import GATES, ModelConfig
 from .errors import UsageError
 
@@ -92,7 +93,7 @@ def model_summary(config: ModelConfig, *, keras: bool = False) -> dict:
 
 def read_metrics(run_dir) -> list[dict] | None:
     """The records of RUN_DIR/metrics.jsonl (unreadable lines skipped), or None if there is no such file."""
-    path = os.path.join(os.fspath(run_dir), "metrics.jsonl")
+    path = os.path.join(os.fspath(run_dir), rundir.METRICS)
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.readlines()

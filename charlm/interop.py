@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import rundir
 from .config import CELLS, GATES, ModelConfig
 from .errors import CheckpointError, UsageError
 
@@ -167,7 +168,7 @@ def _load_tokenizer(path):
     from .tokenizer import CharTokenizer
 
     p = Path(os.path.expanduser(os.fspath(path)))
-    return CharTokenizer.load(p / "tokenizer.json" if p.is_dir() else p)
+    return CharTokenizer.load(p / rundir.TOKENIZER if p.is_dir() else p)
 
 
 def import_state_dict(state_path, *, cell: str, tokenizer, out, nonlinearity: str = "tanh") -> Imported:
@@ -179,7 +180,7 @@ def import_state_dict(state_path, *, cell: str, tokenizer, out, nonlinearity: st
 
     tok = tokenizer if isinstance(tokenizer, CharTokenizer) else _load_tokenizer(tokenizer)
     out = Path(os.path.expanduser(os.fspath(out)))
-    for name in (MODEL_NAME, "config.json"):
+    for name in (MODEL_NAME, rundir.CONFIG):
         if (out / name).exists():
             raise UsageError(f"{out} already holds {name}; choose another --out (import never overwrites a run)")
     if out.exists() and not out.is_dir():
@@ -197,7 +198,7 @@ def import_state_dict(state_path, *, cell: str, tokenizer, out, nonlinearity: st
     source = os.path.abspath(os.fspath(state_path))
     save_model(out / MODEL_NAME, sd, model_config=config.to_dict(), tokenizer=tok.to_dict(),
                extra={"imported_from": source, "converted_to_float32": converted})
-    tok.save(out / "tokenizer.json")
+    tok.save(out / rundir.TOKENIZER)
     cfg = {"charlm_version": __version__, "model": config.to_dict(), "imported_from": source}
-    atomic_write_text(out / "config.json", json.dumps(cfg, indent=2) + "\n")
+    atomic_write_text(out / rundir.CONFIG, json.dumps(cfg, indent=2) + "\n")
     return Imported(out, config, sum(int(a.size) for a in sd.values()), converted, stripped)

@@ -16,6 +16,9 @@ import math
 import os
 import sys
 
+from . import rundir
+from .safefile import atomic_write_text
+
 LN2 = math.log(2.0)
 
 
@@ -52,29 +55,33 @@ class RunLog:
     """Console and metrics.jsonl output of one run."""
 
     def __init__(self, run_dir: str, *, notice, resume_step: int | None = None, stream=None):
-        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self.path = os.path.join(run_dir, rundir.METRICS)
         self.notice = notice
         self.stream = stream if stream is not None else sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         if resume_step is not None:
             self._truncate_after(resume_step)
-        self._f = open(self.path, "a", encoding="utf-8")
+        fd = rundir.open_nofollow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)  # never through a link
+        self._f = os.fdopen(fd, "a", encoding="utf-8")
         self._live = False
 
     def _truncate_after(self, step: int) -> None:
-        """On resume, drop lines logged after the checkpoint so the file reads as one run."""
-        if not os.path.exists(self.path):
+        """On resume, drop lines logged after the checkpoint so the file reads as one run.
+
+        Lines that are not a JSON object with a numeric step (hand edits, a torn last line) are dropped
+        too; the file is replaced atomically, never written through a symbolic link.
+        """
+        if not os.path.lexists(self.path):
             return
+        if os.path.islink(self.path):
+            raise rundir.link_error(self.path)
         keep = []
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    if json.loads(line).get("step", 0) <= step:
-                        keep.append(line)
-                except ValueError:
-                    continue
-        with open(self.path, "w", encoding="utf-8") as f:
-            f.writelines(keep)
+        with open(self.path, "rb") as f:
+            for raw in f:
+                rec = _record(raw)
+                if rec is not None and rec["step"] <= step:
+                    keep.append(raw.decode("utf-8").rstrip("\n") + "\n")
+        atomic_write_text(self.path, "".join(keep))
 
     def write(self, record: dict) -> None:
         self._f.write(json.dumps(record) + "\n")
@@ -113,3 +120,17 @@ class RunLog:
             self.stream.write("\n")
             self.stream.flush()
         self._f.close()
+
+
+def _record(raw: bytes) -> dict | None:
+    """A metrics line as a dict with a finite numeric ``step``, else None (never raises)."""
+    try:
+        rec = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(rec, dict):
+        return None
+    step = rec.get("step")
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step):
+        return None
+    return rec

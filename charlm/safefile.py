@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import secrets
 from pathlib import Path
 
+from . import rundir
 from .errors import CharlmError, UsageError
 
 try:  # POSIX only; on other systems RunLock degrades to a no-op.
@@ -27,9 +27,8 @@ try:  # POSIX only; on other systems RunLock degrades to a no-op.
 except ImportError:  # pragma: no cover
     fcntl = None
 
-LOCK_NAME = ".lock"
-# temporary files of atomic_write_bytes (".NAME.<12 hex>.tmp") and of checkpoint rotation (".NAME.link.tmp")
-_TEMP_RE = re.compile(r"\..+\.(?:[0-9a-f]{12}|link)\.tmp")
+LOCK_NAME = rundir.LOCK
+_TEMP_RE = rundir.TEMP_RE
 
 _FIXES = {
     errno.ENOSPC: "free some disk space or choose another --out",
@@ -147,7 +146,7 @@ class RunLock:
             raise CharlmError(f"{self.path} is already locked by this RunLock")
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = rundir.open_nofollow(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:
             raise os_error("lock", self.path, exc) from exc
         if fcntl is not None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import select
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,6 +29,9 @@ from .errors import UsageError
 
 CHUNK_BYTES = 1 << 22  # bytes read per step (4 MiB)
 SNIFF_BYTES = 8192
+STREAM_LIMIT = 1 << 30  # default bound of a corpus read from a stream (stdin, a FIFO, a device): 1 GiB
+TEXT_LIMIT = 100 << 20  # default bound of a text read into memory (eval --file, score, --prime-file)
+FIFO_WAIT = 10.0        # seconds to wait for a FIFO's writer before giving up
 Notice = Callable[[str], None] | None
 
 
@@ -43,11 +48,12 @@ class Corpus:
 
 @dataclass
 class _Source:
-    kind: str                 # "file" | "stdin" | "named"
+    kind: str                 # "file" | "stream" (a FIFO, a pipe, a device) | "stdin" | "named"
     label: str                # shown in messages and Corpus.names
     path: Path | None = None
-    stream: object = None     # binary stream for stdin
+    stream: object = None     # binary stream for stdin (or a spooled stream)
     text: str | None = None   # named corpora, loaded once
+    limit: int = STREAM_LIMIT  # most bytes read from stdin or a stream
 
 
 def glob_regex(pattern: str) -> re.Pattern:
@@ -80,7 +86,11 @@ def glob_regex(pattern: str) -> re.Pattern:
         else:
             out.append(re.escape(pattern[i]))
             i += 1
-    return re.compile("".join(out) + r"\Z")
+    try:
+        return re.compile("".join(out) + r"\Z")
+    except re.error as e:
+        raise UsageError(f"bad --glob {pattern.removeprefix('**/')!r} ({e}): use *, ?, ** and [abc] or [a-z] "
+                         "with the range in order") from None
 
 
 def _ascii_compatible(encoding: str) -> bool:
@@ -92,10 +102,13 @@ def _ascii_compatible(encoding: str) -> bool:
 
 def _check_codec(encoding: str, errors: str) -> None:
     try:
-        codecs.lookup(encoding)
+        info = codecs.lookup(encoding)
     except LookupError:
         raise UsageError(f"unknown --encoding {encoding!r}: use a Python codec name such as utf-8 or latin-1") \
             from None
+    if not getattr(info, "_is_text_encoding", True):
+        raise UsageError(f"--encoding {encoding} is not a text encoding (it maps bytes to bytes or str to str): "
+                         "use one such as utf-8, utf-16 or latin-1")
     try:
         codecs.lookup_error(errors)
     except LookupError:
@@ -139,8 +152,13 @@ def _walk(root: Path, glob: str, notice: Notice, nul_check: bool) -> list[_Sourc
 
 
 def expand_sources(sources, *, glob: str = "**/*", encoding: str = "utf-8", stdin=None,
-                   notice: Notice = None) -> list[_Source]:
-    """Resolve source strings into files / stdin / named corpora (errors for missing ones)."""
+                   notice: Notice = None, max_bytes: int | None = None) -> list[_Source]:
+    """Resolve source strings into files / streams / stdin / named corpora (errors for missing ones).
+
+    ``max_bytes`` bounds what is read from stdin and from non-regular files (FIFOs, pipes such as
+    ``<(cmd)``, devices such as /dev/zero); default ``STREAM_LIMIT``. Regular files are streamed from
+    disk whatever their size.
+    """
     from . import corpora
 
     if isinstance(sources, (str, os.PathLike)):
@@ -154,11 +172,12 @@ def expand_sources(sources, *, glob: str = "**/*", encoding: str = "utf-8", stdi
         s = os.fspath(src)
         path = Path(s)
         if s == "-":
-            out.append(_Source("stdin", "<stdin>", stream=stdin if stdin is not None else _stdin_buffer()))
+            out.append(_Source("stdin", "<stdin>", stream=stdin if stdin is not None else _stdin_buffer(),
+                               limit=max_bytes or STREAM_LIMIT))
         elif path.is_dir():
             out.extend(_walk(path, glob, notice, nul_check))
         elif path.exists():
-            out.append(_Source("file", s, path))
+            out.append(_Source("file" if path.is_file() else "stream", s, path, limit=max_bytes or STREAM_LIMIT))
         elif corpora.is_named(s):
             out.append(_Source("named", f"corpus:{s}"))
         else:
@@ -199,6 +218,9 @@ def _decode_stream(read, label: str, encoding: str, errors: str, nul_check: bool
                              "file's real --encoding (e.g. --encoding latin-1), or --errors replace to "
                              "substitute U+FFFD for bad bytes") from None
         fed += len(block)
+        if not nul_check and "\x00" in text:
+            raise UsageError(f"{label} looks binary (it decodes to NUL characters in {encoding}): charlm reads "
+                             "text; check --encoding")
         if text:
             yield text
         if not block:
@@ -214,16 +236,16 @@ def _source_chunks(src: _Source, encoding: str, errors: str, nul_check: bool, no
         step = CHUNK_BYTES
         for i in range(0, len(src.text), step):
             yield src.text[i:i + step]
-    elif src.kind == "stdin":
-        yield from _decode_stream(src.stream.read, "<stdin>", encoding, errors, nul_check,
-                                  "stdin is empty: pipe text in, e.g. `cat book.txt | charlm train -`")
+    elif src.stream is not None:  # stdin, or a stream spooled to a temporary file
+        empty = ("stdin is empty: pipe text in, e.g. `cat book.txt | charlm train -`" if src.kind == "stdin"
+                 else f"{src.label} is empty: give a file with text in it")
+        yield from _decode_stream(bounded(src.stream.read, src.limit, src.label), src.label, encoding, errors,
+                                  nul_check, empty)
     else:
-        try:
-            f = open(src.path, "rb")
-        except OSError as e:
-            raise UsageError(f"cannot read {src.label}: {e.strerror}") from None
+        f = open_binary(src.path, src.label)
         with f:
-            yield from _decode_stream(f.read, src.label, encoding, errors, nul_check,
+            read = f.read if src.kind == "file" else bounded(f.read, src.limit, src.label)
+            yield from _decode_stream(read, src.label, encoding, errors, nul_check,
                                       f"{src.label} is empty: give a file with text in it")
 
 
@@ -244,7 +266,7 @@ def _nfc_safe(chunks: Iterator[str]) -> Iterator[str]:
 
 def iter_text(sources, *, encoding: str = "utf-8", errors: str = "strict", glob: str = "**/*",
               stdin=None, notice: Notice = None, nfc_safe: bool = False, names: list | None = None,
-              _expanded: list | None = None) -> Iterator[str]:
+              _expanded: list | None = None, max_bytes: int | None = None) -> Iterator[str]:
     """Stream the corpus as text chunks; appends each source's label to ``names`` if given.
 
     Raises UsageError at the end if the whole corpus is whitespace. ``nfc_safe`` cuts
@@ -252,7 +274,7 @@ def iter_text(sources, *, encoding: str = "utf-8", errors: str = "strict", glob:
     """
     _check_codec(encoding, errors)
     expanded = _expanded if _expanded is not None else expand_sources(
-        sources, glob=glob, encoding=encoding, stdin=stdin, notice=notice)
+        sources, glob=glob, encoding=encoding, stdin=stdin, notice=notice, max_bytes=max_bytes)
     nul_check = _ascii_compatible(encoding)
 
     def chunks():
@@ -270,25 +292,59 @@ def iter_text(sources, *, encoding: str = "utf-8", errors: str = "strict", glob:
 
 
 def read_sources(sources, *, encoding: str = "utf-8", errors: str = "strict", glob: str = "**/*",
-                 stdin=None, notice: Notice = None) -> Corpus:
+                 stdin=None, notice: Notice = None, max_bytes: int | None = None) -> Corpus:
     """Read every source into one string (see the module docstring for the rules)."""
     names: list[str] = []
     text = "".join(iter_text(sources, encoding=encoding, errors=errors, glob=glob, stdin=stdin,
-                             notice=notice, names=names))
+                             notice=notice, names=names, max_bytes=max_bytes))
     return Corpus(text, names)
 
 
-def spool_stdin(expanded: list[_Source]) -> list:
-    """Copy stdin to a temporary file so the sources can be read twice; returns the temp files."""
+def _sniff_binary(block: bytes, label: str, encoding: str) -> None:
+    """The NUL test of ``_decode_stream`` on a first block, before a stream is spooled to disk."""
+    if _ascii_compatible(encoding):
+        if (i := block.find(b"\x00")) >= 0:
+            raise UsageError(f"{label} looks binary (NUL byte at byte offset {i}): charlm reads text; "
+                             "pass text files, or --encoding if it is UTF-16/32 text")
+        return
+    try:
+        text = codecs.getincrementaldecoder(encoding)("ignore").decode(block[:SNIFF_BYTES])
+    except (LookupError, UnicodeError):
+        return
+    if "\x00" in text:
+        raise UsageError(f"{label} looks binary (it decodes to NUL characters in {encoding}): charlm reads "
+                         "text; check --encoding")
+
+
+def spool_stdin(expanded: list[_Source], encoding: str = "utf-8") -> list:
+    """Copy stdin and other streams (FIFOs, ``<(cmd)`` pipes, devices) to temporary files, so the
+    sources can be read twice (count, then encode); at most each source's ``limit`` bytes. Returns
+    the temporary files (close them when done)."""
     temps = []
-    for src in expanded:
-        if src.kind == "stdin":
+    try:
+        for src in expanded:
+            if src.kind not in ("stdin", "stream") or isinstance(src.stream, _Rewind):
+                continue
             tmp = tempfile.TemporaryFile()
-            while block := src.stream.read(CHUNK_BYTES):
-                tmp.write(block)
-            tmp.seek(0)
             temps.append(tmp)
+            f = open_binary(src.path, src.label) if src.stream is None else None
+            read = bounded((f or src.stream).read, src.limit, src.label)
+            try:
+                first = True
+                while block := read(CHUNK_BYTES):
+                    if first:
+                        _sniff_binary(block, src.label, encoding)
+                        first = False
+                    tmp.write(block)
+            finally:
+                if f is not None:
+                    f.close()
+            tmp.seek(0)
             src.stream = _Rewind(tmp)
+    except BaseException:
+        for t in temps:
+            t.close()
+        raise
     return temps
 
 
@@ -306,3 +362,90 @@ class _Rewind:
         if not block:
             self._pos_reset = True
         return block
+
+
+# ---------------------------------------------------------------- bounded reads of user-named files
+
+
+def fmt_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    return f"{n} bytes"
+
+
+def parse_size(text) -> int:
+    """'100M', '2G', '512k', '1000' (bytes) -> bytes; ``UsageError`` for anything else."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", str(text).lower())
+    if not m or float(m.group(1)) <= 0:
+        raise UsageError(f"--max-bytes {text!r} is not a size: use e.g. 500M, 2G or 1000000")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2) or " "))
+
+
+RAISE_LIMIT = "pass --max-bytes SIZE to raise it, or give a regular file"
+
+
+def bounded(read, limit: int, label: str, fix: str = RAISE_LIMIT):
+    """``read`` that raises ``UsageError`` once more than ``limit`` bytes came through."""
+    total = 0
+
+    def read_at_most(n: int = -1) -> bytes:
+        nonlocal total
+        block = read(CHUNK_BYTES if n is None or n < 0 else n)
+        total += len(block)
+        if total > limit:
+            raise UsageError(f"{label} holds more than {fmt_bytes(limit)} (the limit for a stream or a text held "
+                             f"in memory): {fix}")
+        return block
+
+    return read_at_most
+
+
+def open_binary(path, label: str | None = None):
+    """A binary file object for a user-named path; a FIFO is opened without blocking and waited on
+    for ``FIFO_WAIT`` seconds at most (a FIFO that nobody writes to never hangs charlm)."""
+    label = label or os.fspath(path)
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{label} is a directory: pass a file")
+        if not stat.S_ISFIFO(st.st_mode):
+            return open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise UsageError(f"cannot read {label}: {e.strerror}; check the path and its permissions") from None
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLHUP)
+    if not poller.poll(int(FIFO_WAIT * 1000)):
+        os.close(fd)
+        raise UsageError(f"{label} is a FIFO and nothing was written to it in {FIFO_WAIT:g}s: start its writer "
+                         "first, or pass a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_bytes(path, *, limit: int | None = None, what: str = "", fix: str = RAISE_LIMIT) -> bytes:
+    """All bytes of a user-named file ('-' = stdin), refusing more than ``limit`` (default ``TEXT_LIMIT``).
+
+    A regular file is checked by its size before anything is read; stdin, FIFOs and devices are read
+    in chunks up to the limit, so /dev/zero or an endless pipe ends in an error, not in a MemoryError.
+    """
+    limit = limit or TEXT_LIMIT
+    label = f"{what} {os.fspath(path)}".strip() if path != "-" else f"{what} <stdin>".strip()
+    f = _stdin_buffer() if path == "-" else open_binary(path, label)
+    try:
+        if path != "-":
+            st = os.fstat(f.fileno())
+            if stat.S_ISREG(st.st_mode) and st.st_size > limit:
+                raise UsageError(f"{label} is {st.st_size:,} bytes, over the limit of {fmt_bytes(limit)} for a "
+                                 f"text held in memory: {fix}")
+        read = bounded(f.read, limit, label, fix)
+        parts = []
+        while block := read(CHUNK_BYTES):
+            parts.append(block)
+        return b"".join(parts)
+    except OSError as e:
+        raise UsageError(f"cannot read {label}: {e.strerror}") from None
+    finally:
+        if path != "-":
+            f.close()

@@ -33,13 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CheckpointError, UsageError
+from .errors import CheckpointError, UnknownSymbolsError, UsageError
 
 LEVELS = ("char", "byte")
 UNKNOWN_POLICIES = ("error", "replace", "skip")
 FORMAT = "charlm-tokenizer"
 VERSION = 1
 MAX_VOCAB_ENTRIES = 2**21
+MAX_FILE_BYTES = 256 << 20  # a tokenizer.json of MAX_VOCAB_ENTRIES symbols with counts is far smaller
 MAX_CODE_POINT = 0x10FFFF
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _COUNT_SLICE = 1 << 22  # characters per bincount
@@ -273,7 +274,7 @@ class CharTokenizer:
             ids[bad] = self.unk_id
             return ids
         py, cli = self._unknown_message(sym[bad], policy)
-        raise UsageError(py, cli=cli)
+        raise UnknownSymbolsError(py, cli=cli)
 
     def _unknown_message(self, unknown_syms: np.ndarray, policy: str) -> tuple[str, str]:
         """The error for symbols outside the vocabulary: (library wording, CLI wording)."""
@@ -371,17 +372,20 @@ class CharTokenizer:
         return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)  # keep the file valid UTF-8
 
     def save(self, path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        """Write the JSON file atomically (a symbolic link at ``path`` is replaced, never written through)."""
+        from .safefile import atomic_write_text
+
+        atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path) -> CharTokenizer:
+        from .sources import read_bytes
+
         path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except FileNotFoundError:
-            raise UsageError(f"tokenizer file not found: {path}") from None
-        except OSError as e:
-            raise UsageError(f"cannot read tokenizer file {path}: {e.strerror}") from None
+        if not path.exists():
+            raise UsageError(f"tokenizer file not found: {path}")
+        raw = read_bytes(path, limit=MAX_FILE_BYTES, what="tokenizer file",
+                         fix="no tokenizer is that large: pass the tokenizer.json of a charlm run")
         try:
             d = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as e:

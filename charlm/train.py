@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import distributed
+from . import distributed, rundir
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import CharlmError, UsageError
 from .optim import Optimizer, learning_rate
@@ -82,16 +81,18 @@ class Trainer:
             w.barrier()
         if not w.is_root:
             self.notice = lambda msg: None
-        created = not os.path.exists(spec.run_dir)
+        created = rundir.make_run_dir(spec.run_dir) if w.is_root else False  # True only if this process made it
         if w.is_root:
             ckpt.check_writable_dir(spec.run_dir)
         with ckpt.RunLock(spec.run_dir) if w.is_root else contextlib.nullcontext():
+            if w.is_root:  # decided again under the lock: another trainer may have filled the directory
+                rundir.check_under_lock(spec.run_dir, fresh=not spec.resumed)
             set_threads(cfg.threads or (distributed.threads_per_rank(w) if w.size > 1 else 0))
             try:
                 data = build_data(spec, notice=self.notice) if w.is_root else None
             except BaseException:
-                if created and not spec.resumed:  # a bad corpus leaves no empty run directory behind
-                    shutil.rmtree(spec.run_dir, ignore_errors=True)
+                if not spec.resumed:  # a bad corpus leaves no half-made run directory behind
+                    rundir.discard_fresh(spec.run_dir, created)
                 raise
             if w.size > 1:
                 data = distributed.share_data(spec, data, w)
@@ -235,7 +236,7 @@ class Trainer:
         """After divergence: make sure model.safetensors exists, from the last good checkpoint."""
         if not self.world.is_root:
             return
-        path = os.path.join(self.spec.run_dir, "model.safetensors")
+        path = os.path.join(self.spec.run_dir, rundir.MODEL)
         if os.path.exists(path):
             return
         try:
@@ -285,7 +286,7 @@ class Trainer:
             self.best_val, self.bad_evals = val, 0
         elif val is not None:
             self.bad_evals += 1
-        model_path = os.path.join(self.spec.run_dir, "model.safetensors")
+        model_path = os.path.join(self.spec.run_dir, rundir.MODEL)
         if self.world.is_root and (improved or val is None or not os.path.exists(model_path)):
             self._save_model(model_path, val)
         self._save_checkpoint()

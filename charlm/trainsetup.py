@@ -17,10 +17,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from . import __version__
+from . import __version__, rundir
 from . import checkpoint as ckpt
 from .config import DataConfig, ModelConfig, TrainConfig
-from .errors import UsageError
+from .errors import UnknownSymbolsError, UsageError
 
 DATA_KEYS = {f.name for f in fields(DataConfig)} - {"sources"}
 MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
@@ -54,8 +54,8 @@ class RunSpec:
             cfg["fine_tuned_from"] = self.lineage
         if self.choice is not None:
             cfg["autosize"] = self.choice.to_dict()
-        ckpt.atomic_write_text(os.path.join(self.run_dir, "config.json"), json.dumps(cfg, indent=2) + "\n")
-        tokenizer.save(os.path.join(self.run_dir, "tokenizer.json"))
+        ckpt.atomic_write_text(os.path.join(self.run_dir, rundir.CONFIG), json.dumps(cfg, indent=2) + "\n")
+        tokenizer.save(os.path.join(self.run_dir, rundir.TOKENIZER))
 
 
 def _pick(options: dict, keys: set) -> dict:
@@ -70,7 +70,7 @@ def default_run_dir(sources) -> str:
 
 
 def read_run_config(run_dir: str) -> dict:
-    path = os.path.join(run_dir, "config.json")
+    path = os.path.join(run_dir, rundir.CONFIG)
     if not os.path.isdir(run_dir):
         raise UsageError(f"no run directory {run_dir!r}; check the path given to --resume")
     try:
@@ -140,9 +140,7 @@ def prepare_run(sources: list, options: dict, *, resume: str | None, notice) -> 
             notice(f"no budget given: training for {DEFAULT_EPOCHS:g} epochs "
                    "(set --max-steps, --max-epochs or --max-time)")
         run_dir = out or default_run_dir(sources)
-        if os.path.exists(os.path.join(run_dir, "config.json")):
-            raise UsageError(f"{run_dir} already holds a run; resume it with --resume {run_dir}, "
-                             "or choose another --out")
+        rundir.check_fresh(run_dir)  # early, for a quick answer; decided again under the run lock
         resumed = False
     from .backends import resolve_device
 
@@ -170,13 +168,12 @@ class RunData:
 def build_data(spec: RunSpec, *, notice) -> RunData:
     """Read and encode the corpus, split it, fit the window shape, make the streams."""
     from . import corpus
-    from .tokenizer import CharTokenizer
 
     d = spec.data
-    tok_path = os.path.join(spec.run_dir, "tokenizer.json")
-    tok = CharTokenizer.load(tok_path) if spec.resumed and os.path.exists(tok_path) else None
+    tok = rundir.resume_tokenizer(spec.run_dir) if spec.resumed else None
     capped = bool(d.vocab_cap) and d.unknown == "replace"
-    read = {"encoding": d.encoding, "errors": d.errors, "glob": d.glob or "**/*", "notice": notice}
+    read = {"encoding": d.encoding, "errors": d.errors, "glob": d.glob or "**/*", "notice": notice,
+            "max_bytes": d.max_bytes or None}
     stdin = None
     if spec.source is not None and not spec.resumed:  # fine-tuning: the source's vocabulary, adapted
         from . import finetune
@@ -191,15 +188,23 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
         enc = with_policy(tok, d.unknown)
     else:
         enc = tok
-    # encoded once into RUN_DIR/ids.npy and memory-mapped, so a large corpus never sits in RAM as text
-    try:
-        ids, built, _ = corpus.load_ids(list(d.sources), out=os.path.join(spec.run_dir, "ids.npy"), tokenizer=enc,
-                                        level=d.level, normalize=d.normalize,
-                                        max_vocab=d.vocab_cap if capped else None,
-                                        unknown="replace" if capped else "error", stdin=stdin, **read)
-    finally:
-        if stdin is not None:
-            stdin.close()
+    ids_path = os.path.join(spec.run_dir, rundir.IDS)
+    if spec.resumed and tok is not None and not corpus.rereadable(d.sources):
+        ids, built = corpus.load_saved_ids(ids_path, tok), tok  # stdin or a pipe: the text is in RUN/ids.npy
+    else:
+        # encoded once into RUN_DIR/ids.npy and memory-mapped, so a large corpus never sits in RAM as text
+        try:
+            ids, built, _ = corpus.load_ids(list(d.sources), out=ids_path, tokenizer=enc,
+                                            level=d.level, normalize=d.normalize,
+                                            max_vocab=d.vocab_cap if capped else None,
+                                            unknown="replace" if capped else "error", stdin=stdin, **read)
+        except UnknownSymbolsError as e:
+            if not spec.resumed:
+                raise
+            raise rundir.changed_corpus(spec.run_dir, e) from None
+        finally:
+            if stdin is not None:
+                stdin.close()
     tok = tok if tok is not None else built
     if d.vocab_cap and not capped and len(tok) > d.vocab_cap:
         raise UsageError(f"the corpus has {len(tok)} distinct symbols, over --vocab-cap {d.vocab_cap}; "

@@ -9,23 +9,32 @@ import click
 from charlm.errors import UsageError
 
 from .output import emit_json, notice
-from .sample import read_stdin
+from .sample import max_bytes_option
 
 _MODEL = click.argument("model", metavar="RUN_DIR|MODEL.safetensors", type=click.Path(exists=True))
 
 
-def read_text(path: str, encoding: str) -> str:
-    """The text of FILE ('-' = stdin)."""
+def read_text(path: str, encoding: str, max_bytes: int | None = None) -> str:
+    """The text of FILE ('-' = stdin), at most ``max_bytes`` (``charlm.sources.read_bytes``)."""
+    import codecs
+
+    from charlm.sources import read_bytes
+
     try:
-        raw = read_stdin() if path == "-" else open(path, "rb").read()
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    try:
-        return raw.decode(encoding)
+        codecs.getincrementaldecoder(encoding)
     except LookupError:
         raise UsageError(f"unknown encoding {encoding!r}: use e.g. utf-8 or latin-1") from None
+    raw = read_bytes(path, limit=max_bytes)
+    try:
+        text = raw.decode(encoding)
     except UnicodeDecodeError as e:
         raise UsageError(f"{path} is not valid {encoding} (byte {e.start}); pass --encoding") from None
+    except (LookupError, TypeError, UnicodeError) as e:  # a codec that is not a text encoding (rot13, base64)
+        raise UsageError(f"--encoding {encoding} cannot decode text ({e}): use a text encoding such as "
+                         "utf-8 or latin-1") from None
+    if not isinstance(text, str):
+        raise UsageError(f"--encoding {encoding} is not a text encoding: use e.g. utf-8 or latin-1")
+    return text
 
 
 @click.command("eval")
@@ -38,7 +47,8 @@ def read_text(path: str, encoding: str) -> str:
               help="Characters the model never saw: fail, or leave them out (and say how many).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print exactly {"loss_nats", "bpc", "perplexity", "chars"} as one JSON object.')
-def eval_cmd(model, file, split, encoding, unknown, as_json):
+@max_bytes_option
+def eval_cmd(model, file, split, encoding, unknown, as_json, max_bytes):
     """Loss of a model on a text: nats per character, bits per character, perplexity.
 
     Every character after the first is predicted from its whole prefix (state carried from the
@@ -53,7 +63,7 @@ def eval_cmd(model, file, split, encoding, unknown, as_json):
         ids = split_ids(model, split, m.tokenizer, notice)
         res = m.eval_ids(ids)
     else:
-        res = m.eval(read_text(file, encoding), unknown=unknown, notice=notice)
+        res = m.eval(read_text(file, encoding, max_bytes), unknown=unknown, notice=notice)
     out = {k: res[k] for k in ("loss_nats", "bpc", "perplexity", "chars")}
     if as_json:
         emit_json(out)
@@ -70,7 +80,8 @@ def eval_cmd(model, file, split, encoding, unknown, as_json):
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of FILE.")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="Characters the model never saw: fail, or leave them out.")
-def score(model, file, encoding, unknown):
+@max_bytes_option
+def score(model, file, encoding, unknown, max_bytes):
     """Score each line of FILE ('-' = stdin) on its own: one JSON object per line.
 
     Fields: line (1-based), chars (characters predicted), loss_nats and bpc (null when nothing is
@@ -79,6 +90,6 @@ def score(model, file, encoding, unknown):
     from charlm.generate import load
 
     m = load(model)
-    lines = read_text(file, encoding).splitlines()
+    lines = read_text(file, encoding, max_bytes).splitlines()
     for row in m.score_lines(lines, unknown=unknown):
         click.echo(json.dumps(row, ensure_ascii=False))

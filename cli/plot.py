@@ -23,6 +23,10 @@ def plot(run_dir, out, x, width, height, title):
     """Plot the learning curves in RUN_DIR/metrics.jsonl: train and validation bits per character."""
     from charlm.plotting import load_curves, save_png, terminal_chart
 
+    if out:
+        from charlm.rundir import check_output_path
+
+        check_output_path(out, run_dir)   # never replace a file of the run (e.g. -o RUN/metrics.jsonl)
     curves = load_curves(run_dir)
     if out:
         path = save_png(curves, out, title=title)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 import sys
+import tempfile
 
 import click
 
@@ -17,20 +19,20 @@ SEPARATOR = "\n\n---\n"   # between samples of --num-samples N: a blank line, th
 _S = SampleConfig()
 
 
-def read_stdin() -> bytes:
-    """All of stdin as bytes (text streams without a buffer are encoded as UTF-8)."""
-    if sys.stdin is None or sys.stdin.closed:
-        raise UsageError("stdin is closed: pipe text in, or pass a file instead of '-'")
-    buf = getattr(sys.stdin, "buffer", None)
-    return buf.read() if buf is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+def max_bytes_option(f):
+    """``--max-bytes SIZE``: the bound on a text read into memory (shared by sample, eval and score)."""
+    from charlm.sources import TEXT_LIMIT, fmt_bytes, parse_size
+
+    return click.option("--max-bytes", default=None, metavar="SIZE",
+                        callback=lambda ctx, param, v: None if v is None else parse_size(v),
+                        help=f"Largest input text read into memory, e.g. 500M  [default: {fmt_bytes(TEXT_LIMIT)}]")(f)
 
 
-def read_prime_file(path: str) -> str:
-    """The text of --prime-file (``-`` reads stdin), decoded as UTF-8."""
-    try:
-        raw = read_stdin() if path == "-" else open(path, "rb").read()
-    except OSError as e:
-        raise UsageError(f"cannot read --prime-file {path}: {e.strerror}") from None
+def read_prime_file(path: str, max_bytes: int | None = None) -> str:
+    """The text of --prime-file (``-`` reads stdin), decoded as UTF-8, at most ``max_bytes``."""
+    from charlm.sources import read_bytes
+
+    raw = read_bytes(path, limit=max_bytes, what="--prime-file")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -49,13 +51,25 @@ class _TextAsBytes:
 
 
 class _Sink:
-    """Text out as UTF-8 bytes (whatever the locale or pipe), flushed per piece."""
+    """Text out as UTF-8 bytes (whatever the locale or pipe), flushed per piece.
 
-    def __init__(self, output: str | None):
-        try:
-            self.file = open(output, "wb") if output else None
-        except OSError as e:
-            raise UsageError(f"cannot write --output {output}: {e.strerror}") from None
+    ``--output FILE`` is written to a temporary file beside it and renamed over FILE only when the
+    sample is complete, so an error or Ctrl-C never leaves FILE half-written; a file of the model's
+    run directory is refused up front (``charlm.rundir.check_output_path``).
+    """
+
+    def __init__(self, output: str | None, model):
+        self.output, self.tmp, self.file = output, None, None
+        if output:
+            from charlm.rundir import check_output_path
+
+            check_output_path(output, model)
+            folder = os.path.dirname(os.path.abspath(output))
+            try:
+                fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".tmp", dir=folder)
+                self.file = os.fdopen(fd, "wb")
+            except OSError as e:
+                raise UsageError(f"cannot write --output {output}: {e.strerror}") from None
         self.stream = self.file or getattr(sys.stdout, "buffer", None) or _TextAsBytes(sys.stdout)
         self.last = ""
 
@@ -65,11 +79,31 @@ class _Sink:
             self.stream.flush()
             self.last = text[-1]
 
-    def close(self) -> None:
-        if self.file is not None:
+    def close(self, ok: bool = True) -> None:
+        if self.file is None:
+            if ok and self.last != "\n" and sys.stdout.isatty():  # keep the shell prompt on its own line
+                self.write("\n")
+            return
+        try:
             self.file.close()
-        elif self.last != "\n" and sys.stdout.isatty():  # keep the shell prompt on its own line
-            self.write("\n")
+            if ok:
+                os.chmod(self.tmp, 0o666 & ~_umask())
+                os.replace(self.tmp, self.output)
+                self.tmp = None
+        except OSError as e:
+            raise UsageError(f"cannot write --output {self.output}: {e.strerror}") from None
+        finally:
+            if self.tmp is not None:
+                try:
+                    os.unlink(self.tmp)
+                except OSError:
+                    pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @click.command("sample")
@@ -99,9 +133,10 @@ class _Sink:
                    "More conservative than sampling; --num-samples N prints the N best beams.")
 @click.option("--length-penalty", type=float, default=0.0, show_default=True, metavar="A",
               help="Beam search: rank by log-probability / length**A (matters with --stop).")
+@max_bytes_option
 @click.pass_context
 def sample(ctx, model, length, temperature, top_k, top_p, seed, prime, prime_file, num_samples, stop, output,
-           echo_prime, unknown, beam, length_penalty):
+           echo_prime, unknown, beam, length_penalty, max_bytes):
     """Generate text from a trained model.
 
     The text goes to stdout (prime first, unless --no-echo-prime), streamed as it is made; notices go
@@ -113,8 +148,12 @@ def sample(ctx, model, length, temperature, top_k, top_p, seed, prime, prime_fil
     if prime is not None and prime_file is not None:
         raise UsageError("give either --prime or --prime-file, not both")
     if prime_file is not None:
-        prime = read_prime_file(prime_file)
+        prime = read_prime_file(prime_file, max_bytes)
     prime = prime or ""
+    if output:
+        from charlm.rundir import check_output_path
+
+        check_output_path(output, model)   # before any work: never replace a file of the run
     SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples)
     if beam:
         return _beam(ctx, load(model), prime, beam, length_penalty, num_samples, stop, unknown, echo_prime, output)
@@ -129,7 +168,8 @@ def sample(ctx, model, length, temperature, top_k, top_p, seed, prime, prime_fil
     if announce:
         notice(f"seed {seed} (pass --seed {seed} to get this text again)")
     chunks = itertools.chain([first] if first else [], pieces)
-    sink = _Sink(output)
+    sink = _Sink(output, model)
+    ok = False
     try:
         if num_samples == 1:
             for chunk in chunks:
@@ -140,8 +180,9 @@ def sample(ctx, model, length, temperature, top_k, top_p, seed, prime, prime_fil
                 for b, text in enumerate(chunk):
                     parts[b].append(text)
             sink.write(SEPARATOR.join("".join(p) for p in parts))
+        ok = True
     finally:
-        sink.close()
+        sink.close(ok)
 
 
 def _beam(ctx, m, prime, beam, length_penalty, num_samples, stop, unknown, echo_prime, output):
@@ -160,8 +201,10 @@ def _beam(ctx, m, prime, beam, length_penalty, num_samples, stop, unknown, echo_
     hyps = lm_beam(m, prime, beam=beam, length=ctx.params["length"], length_penalty=length_penalty, stop=stop,
                    unknown=unknown, notice=notice)
     texts = [(prime if echo_prime else "") + m.tokenizer.decode(h.ids) for h in hyps[:num_samples]]
-    sink = _Sink(output)
+    sink = _Sink(output, ctx.params["model"])
+    ok = False
     try:
         sink.write(SEPARATOR.join(texts))
+        ok = True
     finally:
-        sink.close()
+        sink.close(ok)

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from charlm import rundir
 from charlm.config import DataConfig, ModelConfig, TrainConfig
 
 from .output import notice
@@ -26,6 +27,14 @@ def _duration(ctx, param, value):
         return parse_duration(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a duration: use e.g. 90s, 10m, 2h or 1h30m") from None
+
+
+def _size(ctx, param, value):
+    if value is None or isinstance(value, int):
+        return value
+    from charlm.sources import parse_size
+
+    return parse_size(value)
 
 
 def _opt(*decls, help, default=None, **kw):
@@ -60,6 +69,8 @@ OPTIONS = [
     _opt("--errors", type=click.Choice(["strict", "replace"]), help="Invalid bytes: fail or replace.",
          default="strict"),
     _opt("--glob", help="File pattern inside corpus directories (e.g. '*.txt')."),
+    _opt("--max-bytes", callback=_size, metavar="SIZE",
+         help="Most bytes read from stdin or a stream (FIFO, pipe, device), e.g. 2G.", default="1G"),
     _opt("--shuffle-offsets/--no-shuffle-offsets", help="Shift stream offsets randomly each epoch.",
          default=False),
     # optimization
@@ -151,6 +162,8 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
         raise click.BadParameter(f"unknown keys in {config_file}: {', '.join(unknown)}", param_hint="--config")
     if "max_time" in options:
         options["max_time"] = _duration(None, None, options["max_time"])
+    if "max_bytes" in options:
+        options["max_bytes"] = _size(None, None, options["max_bytes"])
     options.update({k: v for k, v in flags.items() if v is not None})
     if print_config:
         from charlm.trainsetup import preview_choice
@@ -173,8 +186,8 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
     result = run_train(corpus, options, resume=resume, notice=notice)
     if result.best_val is not None:
         notice(f"best validation loss {result.best_val:.4f} nats/char ({result.best_val / 0.6931471805599453:.3f} "
-               f"bpc); model in {result.run_dir}/model.safetensors")
-    if os.path.exists(os.path.join(result.run_dir, "model.safetensors")):
+               f"bpc); model in {os.path.join(result.run_dir, rundir.MODEL)}")
+    if os.path.exists(os.path.join(result.run_dir, rundir.MODEL)):
         notice(f"sample it with: charlm sample {result.run_dir}")
     if result.best_val is not None:
         from charlm.autosize import verdict

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from charlm.corpus import count_sources, vocab_stats
+from charlm.sources import parse_size
 
 from .output import emit_json, notice
 
@@ -17,6 +18,9 @@ def corpus_options(f):
     f = click.option("--errors", type=click.Choice(["strict", "replace"]), default="strict", show_default=True,
                      help="What to do with bytes that are not valid in --encoding.")(f)
     f = click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the files.")(f)
+    f = click.option("--max-bytes", default="1G", show_default=True, metavar="SIZE",
+                     callback=lambda ctx, param, v: parse_size(v),
+                     help="Most bytes read from stdin or a stream (FIFO, pipe, device).")(f)
     return f
 
 
@@ -33,11 +37,12 @@ def corpus_options(f):
               help="How many most/least frequent symbols to list.")
 @corpus_options
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
-def vocab(corpus, level, normalize, vocab_cap, top, encoding, errors, glob, as_json):
+def vocab(corpus, level, normalize, vocab_cap, top, encoding, errors, glob, max_bytes, as_json):
     """Show statistics of CORPUS: files, directories, - for stdin, or a named corpus
     (hello, verse, fables, brackets, copy, stdlib)."""
     counts, names = count_sources(list(corpus), level=level, normalize=None if normalize == "none" else "NFC",
-                                  encoding=encoding, errors=errors, glob=glob, notice=notice)
+                                  encoding=encoding, errors=errors, glob=glob, notice=notice,
+                                  max_bytes=max_bytes)
     stats = {"sources": names, **vocab_stats(counts, level=level, top=top, vocab_cap=vocab_cap)}
     if as_json:
         emit_json(stats)
