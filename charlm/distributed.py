@@ -30,6 +30,7 @@ import time
 
 import numpy as np
 
+from . import rundir
 from .errors import UsageError
 
 # environment variables by which launchers announce a rank: MPICH/Hydra & Intel MPI, Open MPI, PMIx, Slurm+PMI
@@ -243,7 +244,7 @@ def share_data(spec, data, w):
     tok = CharTokenizer.from_dict(msg["tokenizer"])
     cfg = TrainConfig.from_dict(msg["train"])
     spec.train, spec.model, spec.fingerprint = cfg, ModelConfig.from_dict(msg["model"]), msg["fingerprint"]
-    path = os.path.join(spec.run_dir, "ids.npy")
+    path = os.path.join(spec.run_dir, rundir.IDS)
     try:
         ids = np.load(path, mmap_mode="r")
     except (OSError, ValueError):
