@@ -276,12 +276,17 @@ def set_threads(n: int) -> None:
     (Numba 1 thread, OpenBLAS 2 threads, same kernels): S-lstm 1.07, M-lstm 1.03, M-gru 1.07,
     M-rnn 1.00, L-lstm 0.99 (noise is about +-5%); over 1 thread: 1.7-1.9x at M and L.
     The loop split synchronises once per time step, so more threads than physical cores
-    (SMT siblings) are unlikely to help; not measured beyond 2 cores.
+    (SMT siblings) are unlikely to help; not measured beyond 2 cores. With n = 0 the kernels
+    measure and may run on 1 thread while other processes keep the cores busy
+    (``charlm.backends.cpu.threads``); n > 0 pins the count.
     """
     import numba
 
     from .backends import cpu  # noqa: F401  (importing it sets the BLAS its kernels call to 1 thread)
 
+    from .backends.cpu import threads
+
+    threads.adapt(not n)  # 0: each kernel may use fewer while other processes hold the cores
     if not n:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))

@@ -44,6 +44,14 @@ if not ({"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.env
     os.environ["NUMBA_THREADING_LAYER_PRIORITY"] = "omp tbb workqueue"  # survives Numba's config reloads
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
+# Waiting threads spin briefly, then sleep (libgomp reads this when Numba loads it, at the first
+# parallel call): its default spin of milliseconds starved descheduled threads beside a busy
+# process. See ``threads`` for the measurements and for the per-site thread choice.
+if not ({"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} & set(os.environ)):
+    from .threads import SPINCOUNT
+
+    os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
+
 cells = LazyCells(__name__)
 __getattr__ = lazy_exports(__name__, globals())
 

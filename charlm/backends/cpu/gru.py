@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from numba import prange
 
@@ -41,6 +40,7 @@ from .blas import gemm
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
 from .recurrent import permute_rows, project, split, weight_grads
+from .threads import by_workspace, governed, width
 
 G = 3
 _ONE = np.float32(1.0)
@@ -214,6 +214,7 @@ def gru_backward(
             dbs[1, 3 * u0 + u] = dbs[0, 3 * u0 + u]
 
 
+@governed(by_workspace)
 def forward(ws, x, state0, w):
     """Run the window: fills ws.hs, ws.gp, ws.hn. x (T, B, I); state0.h (B, H) (no cell state); w: CellWeights."""
     h0 = state0.h
@@ -226,11 +227,12 @@ def forward(ws, x, state0, w):
     permute_rows(ws.wp_ih, w.w_ih, G, nc)
     permute_rows(ws.wp_hh, w.w_hh, G, nc)
     permute_rows(ws.bp[1], ws.bp[0], G, nc)
-    project(ws.gp, x, ws.wp_ih, numba.get_num_threads())
+    project(ws.gp, x, ws.wp_ih, width())
     gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, ws.wp_hh, ws.bp[1, :, 0], w.b_hh, nc)
     ws.fresh[0] = 1
 
 
+@governed(by_workspace)
 def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     """BPTT through the window of the last ``forward`` on ``ws``; overwrites every output.
 

@@ -12,11 +12,11 @@ needs a reduction.
 
 from __future__ import annotations
 
-import numba
 from numba import prange
 
 from .blas import gemm
 from .jit import kernel
+from .threads import governed, width
 
 
 @kernel(parallel=True)
@@ -25,7 +25,7 @@ def _linear_forward(
     x,  # (N, I)
     w,  # (O, I)
     b,  # (O,)
-    nt,  # threads (numba.get_num_threads(), passed in: calling it here would make the kernel uncacheable)
+    nt,  # parts (threads.width(), passed in: numba.get_num_threads() here would make the kernel uncacheable)
 ):
     N, O = out.shape
     I = x.shape[1]
@@ -71,12 +71,14 @@ def _linear_backward(
                 dbc[k] += row[k]
 
 
+@governed(lambda out, x, *a: (out.shape, x.shape))
 def linear_forward(out, x, w, b):
     """out (N, O) = x (N, I) @ w (O, I)^T + b (O,)."""
-    _linear_forward(out, x, w, b, numba.get_num_threads())
+    _linear_forward(out, x, w, b, width())
 
 
+@governed(lambda dx, dw, db, dout, x, *a: (dx is None, dout.shape, x.shape))
 def linear_backward(dx, dw, db, dout, x, w):
     """Overwrite dw (O, I), db (O,) and, unless it is None, dx (N, I) from dout (N, O)."""
     has_dx = dx is not None
-    _linear_backward(dx if has_dx else x, dw, db, dout, x, w, has_dx, numba.get_num_threads())
+    _linear_backward(dx if has_dx else x, dw, db, dout, x, w, has_dx, width())

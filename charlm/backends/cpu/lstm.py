@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from numba import prange
 
@@ -35,6 +34,7 @@ from .blas import gemm
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
 from .recurrent import permute_rows, project, split, weight_grads
+from .threads import by_workspace, governed, width
 
 G = 4
 _ONE = np.float32(1.0)
@@ -224,6 +224,7 @@ def lstm_backward(
         dbs[1, k] = dbs[0, k]
 
 
+@governed(by_workspace)
 def forward(ws, x, state0, w):
     """Run the window: fills ws.hs, ws.cs, ws.gp. x (T, B, I); state0 (h, c) (B, H); w: CellWeights."""
     H = state0.h.shape[1]
@@ -233,10 +234,11 @@ def forward(ws, x, state0, w):
     permute_rows(ws.wp_ih, w.w_ih, G, nc)
     permute_rows(ws.wp_hh, w.w_hh, G, nc)
     permute_rows(ws.bp[1], ws.bp[0], G, nc)
-    project(ws.gp, x, ws.wp_ih, numba.get_num_threads())
+    project(ws.gp, x, ws.wp_ih, width())
     lstm_forward(ws.h, ws.c, ws.gp, state0.h, state0.c, ws.wp_hh, ws.bp[1, :, 0], nc)
 
 
+@governed(by_workspace)
 def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     """BPTT through the window of the last ``forward`` on ``ws``; overwrites every output.
 

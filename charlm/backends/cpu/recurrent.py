@@ -24,22 +24,23 @@ where the per-step GEMMs of the split loop are already as fast as the whole-widt
     weight_grads(...)               after BPTT: dx = dzi @ wp_ih, dw_ih = dzi^T x, dw_hh = dzh^T h_prev,
                                     db_* from the loop's per-column sums, all in PyTorch's order
 
-``nt``/``nc`` come from Python (numba.get_num_threads()): calling it inside a kernel makes the
-kernel uncacheable.
+``nt``/``nc`` come from Python (``threads.width()``: Numba's thread count, or the ceiling while the
+governor runs a block on fewer threads): numba.get_num_threads() inside a kernel makes the kernel
+uncacheable.
 """
 
 from __future__ import annotations
 
-import numba
 from numba import prange
 
 from .blas import gemm
 from .jit import kernel
+from .threads import width
 
 
 def split(H: int) -> int:
     """How many unit chunks the forward loop uses for H hidden units (one per thread)."""
-    return max(1, min(numba.get_num_threads(), H))
+    return max(1, min(width(), H))
 
 
 @kernel

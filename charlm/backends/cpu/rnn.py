@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from numba import prange
 
@@ -33,6 +32,7 @@ from .blas import gemm
 from .jit import kernel
 from .mathf import tanh_f
 from .recurrent import project, split, weight_grads
+from .threads import by_workspace, governed, width
 
 G = 1
 _ONE = np.float32(1.0)
@@ -155,6 +155,7 @@ def rnn_backward(
         dbs[1, k] = dbs[0, k]
 
 
+@governed(by_workspace)
 def forward(ws, x, state0, w):
     """Run the window: fills ws.hs. x (T, B, I); state0.h (B, H); w: CellWeights (PyTorch layout)."""
     h0 = state0.h
@@ -164,10 +165,11 @@ def forward(ws, x, state0, w):
     np.copyto(ws.w_ih, w.w_ih)
     np.copyto(ws.w_hh, w.w_hh)
     np.copyto(ws.h[0], h0)  # first: h0 may alias h[T] (carried state), which the projection overwrites
-    project(ws.hs, x, ws.w_ih, numba.get_num_threads())
+    project(ws.hs, x, ws.w_ih, width())
     rnn_forward(ws.h, ws.w_hh, ws.bias, ws.relu, nc)
 
 
+@governed(by_workspace)
 def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     """BPTT through the window of the last ``forward`` on ``ws``; overwrites every output.
 

@@ -1,0 +1,183 @@
+"""How many of Numba's threads each recurrent kernel uses: all of them on a quiet machine, fewer
+when other processes take the cores (the "governor").
+
+Why: the recurrent loops fork and join the threads once per time step. When another process holds
+a core, one of our threads is descheduled for a scheduler time slice (milliseconds) at nearly every
+step while the other waits for it; measured on a 2-core Zen 3 beside other processes, `charlm
+eval` (B=1, M lstm) ran at 30 chars/s with 2 threads and libgomp's default spin-wait, 147 with a
+short spin, 400 with passive waiting and 512 with 1 thread. Two measures:
+
+1. Short spin, then sleep (set in ``charlm.backends.cpu`` before the OpenMP runtime loads):
+   ``GOMP_SPINCOUNT`` defaults to ``SPINCOUNT`` when neither it nor ``OMP_WAIT_POLICY`` is set, so a
+   waiting thread gives its core back after a few tens of microseconds instead of spinning for
+   milliseconds (libgomp's default 300000 spins) while the thread it waits for is descheduled.
+   Inside a kernel the gaps between steps are microseconds, so a quiet machine still never sleeps.
+2. Measure and choose, per call site: ``governed(site)`` times each call of a site (kernel and
+   shape) with the thread count it chose, and uses the count whose recent calls were fastest
+   (median of the last ``KEEP``). Candidates are the ceiling (Numba's thread count when the site is
+   entered: every core, or ``--threads``) and 1. The first call of a site is not counted
+   (compilation, thread start-up). The other candidate is re-tried after
+   ``PROBE * ratio`` calls (ratio = how much slower it was; the interval doubles after each try
+   that confirms the choice, up to ``MAX_INTERVAL``), and at least every ``PROBE_SECONDS`` when
+   that costs under 1/20 of the time, so a machine that quiets down gets its threads back. The
+   tries cost about 1/PROBE of the time at first, then less.
+
+``adapt(False)`` pins the thread count (``--threads N`` with N > 0 does); ``adapt(True)`` (the
+default, ``--threads 0``) lets sites choose. Results are bitwise the same whatever the choice:
+the kernels split their work into ``width()`` parts, the ceiling, not the thread count in use
+(one thread runs the parts in turn), so every GEMM keeps its shape (tested).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from contextlib import contextmanager
+
+import numba
+
+SPINCOUNT = "10000"
+KEEP = 3
+PROBE = 16
+MAX_INTERVAL = 4096
+PROBE_SECONDS = 20.0
+MAX_SITES = 256
+
+_adapt = True
+_sites: dict = {}
+_width: int | None = None  # the ceiling, inside a governed block
+
+
+def width() -> int:
+    """How many parts kernels split their work into: Numba's thread count, or inside a governed
+    block the ceiling (whatever count the block runs with), so results never depend on it."""
+    return _width if _width is not None else numba.get_num_threads()
+
+
+def adapt(on: bool) -> None:
+    """Let sites choose their thread count (True) or use Numba's as set (False)."""
+    global _adapt
+    _adapt = bool(on)
+
+
+def adaptive() -> bool:
+    return _adapt
+
+
+class Site:
+    """What one call site has measured: recent seconds per candidate thread count, and when to try again."""
+
+    __slots__ = ("ceiling", "times", "warm", "current", "calls", "interval", "last_probe")
+
+    def __init__(self, ceiling: int):
+        self.ceiling = ceiling
+        self.times = {n: [] for n in sorted({ceiling, 1}, reverse=True)}  # n -> last KEEP seconds
+        self.warm = False          # the site's first call (compilation, thread start-up) is done
+        self.current = ceiling
+        self.calls = 0             # calls since the last try of another candidate
+        self.interval = PROBE
+        self.last_probe = time.monotonic()
+
+    def _median(self, n):
+        t = sorted(self.times[n])
+        return t[len(t) // 2] if t else None
+
+    def choose(self) -> int:
+        """The thread count for the next call."""
+        for n in self.times:       # measure every candidate once (after its warm-up call)
+            if not self.times[n]:
+                return n
+        other = [n for n in self.times if n != self.current]
+        if not other:
+            return self.current
+        alt = other[0]
+        cur, alt_t = self._median(self.current), self._median(alt)
+        ratio = alt_t / cur if cur > 0 else 1.0
+        due = self.calls >= self.interval * max(1.0, ratio)
+        stale = time.monotonic() - self.last_probe > PROBE_SECONDS and alt_t < PROBE_SECONDS / 20
+        return alt if due or stale else self.current
+
+    def record(self, n: int, seconds: float) -> None:
+        if not self.warm:          # the first call: compilation, cache load, thread start-up
+            self.warm = True
+            return
+        ts = self.times[n]
+        ts.append(seconds)
+        del ts[:-KEEP]
+        if n != self.current:
+            self.last_probe = time.monotonic()
+            self.calls = 0
+        else:
+            self.calls += 1
+        measured = [m for m in self.times if self.times[m]]
+        if len(measured) < len(self.times):
+            return
+        best = min(measured, key=self._median)
+        if best != self.current:
+            self.current, self.interval = best, PROBE
+        elif n != self.current:    # a try that confirmed the choice: try less often
+            self.interval = min(2 * self.interval, MAX_INTERVAL)
+
+
+@contextmanager
+def governing(*site):
+    """Run the block with the thread count chosen for ``site`` (a hashable key: kernel name and
+    shapes); yields that count. Numba's thread count is restored afterwards."""
+    ceiling = numba.get_num_threads()
+    if not _adapt or ceiling == 1:
+        yield ceiling
+        return
+    key = (ceiling,) + site
+    s = _sites.get(key)
+    if s is None:
+        if len(_sites) >= MAX_SITES:  # e.g. many workspaces over a long session: forget the oldest
+            del _sites[next(iter(_sites))]
+        s = _sites[key] = Site(ceiling)
+    n = s.choose()
+    global _width
+    outer, _width = _width, ceiling
+    if n != ceiling:
+        numba.set_num_threads(n)
+    t0 = time.perf_counter()
+    try:
+        yield n
+        s.record(n, time.perf_counter() - t0)
+    finally:
+        _width = outer
+        if n != ceiling:
+            numba.set_num_threads(ceiling)
+
+
+def governed(site):
+    """Decorator: run a Python-level kernel wrapper under ``governing(name, site(*args))``.
+
+    ``site`` maps the wrapper's arguments to what identifies one call site (e.g. the workspace of
+    a layer's window, or the shapes)."""
+
+    def deco(fn):
+        name = fn.__module__.rsplit(".", 1)[-1] + "." + fn.__name__
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if not _adapt:
+                return fn(*args, **kwargs)
+            with governing(name, site(*args)):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+def by_workspace(ws, *args, **kwargs):
+    """Site of a cell's forward or backward: its workspace (one per layer and window shape)."""
+    return id(ws)
+
+
+def choices() -> dict:
+    """site key -> the thread count it uses now (for benchmarks and tests)."""
+    return {k: s.current for k, s in _sites.items()}
+
+
+def reset() -> None:
+    _sites.clear()

@@ -1,0 +1,105 @@
+"""The thread governor (charlm.backends.cpu.threads): its choice logic on synthetic timings, that
+results do not depend on the thread count it picks, and that it restores Numba's thread count."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+from charlm.backends.cpu import threads
+from charlm.config import ModelConfig
+from charlm.model import CharLM
+
+
+def drive(site, cost, calls):
+    """Feed ``calls`` calls to a Site whose call with n threads takes cost(n, i) seconds; the counts used."""
+    used = []
+    for i in range(calls):
+        n = site.choose()
+        site.record(n, cost(n, i))
+        used.append(n)
+    return used
+
+
+def test_stays_on_all_threads_when_they_are_faster():
+    s = threads.Site(2)
+    used = drive(s, lambda n, i: 1.0 if n == 2 else 1.8, 2000)
+    assert s.current == 2
+    ones = [i for i, n in enumerate(used) if n == 1]
+    assert 1 <= len(ones) <= 12                  # one exploration, then ever rarer re-tries
+    gaps = np.diff(ones)
+    assert (gaps[1:] >= gaps[:-1]).all() and gaps[0] >= threads.PROBE
+
+
+def test_drops_to_one_thread_when_it_is_faster_and_rarely_retries():
+    s = threads.Site(2)
+    used = drive(s, lambda n, i: 30.0 if n == 2 else 1.0, 3000)
+    assert s.current == 1
+    tries = sum(n == 2 for n in used[3:])
+    cost_of_tries = tries * 29.0                 # extra seconds the re-tries of 2 threads cost
+    assert tries >= 1 and cost_of_tries < 0.1 * len(used)
+
+
+def test_follows_the_load_both_ways():
+    busy = lambda i: 1000 <= i < 3000
+    s = threads.Site(2)
+    cost = lambda n, i: (20.0 if n == 2 else 1.0) if busy(i) else (0.6 if n == 2 else 1.0)
+    used = drive(s, cost, 6000)
+    assert used[900:1000].count(2) == 100        # quiet: all threads
+    assert used[1010:1100].count(1) >= 85        # busy: one thread within a few calls
+    assert used[-100:].count(2) >= 95            # quiet again: back to all threads
+
+
+def test_pinned_and_restored():
+    numba.set_num_threads(2)
+    threads.adapt(False)
+    try:
+        with threads.governing("pinned") as n:
+            assert n == 2 and numba.get_num_threads() == 2
+    finally:
+        threads.adapt(True)
+    threads.reset()
+    for _ in range(6):
+        with threads.governing("adaptive") as n:
+            assert numba.get_num_threads() == n
+        assert numba.get_num_threads() == 2
+    with pytest.raises(RuntimeError):
+        with threads.governing("adaptive"):
+            raise RuntimeError("boom")
+    assert numba.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_results_do_not_depend_on_the_thread_count_chosen(cell, monkeypatch):
+    cfg = ModelConfig(vocab_size=11, cell=cell, layers=2, hidden=12, embed=5)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 11, (7, 3)).astype(np.int32)
+    y = rng.integers(0, 11, (7, 3)).astype(np.int32)
+    numba.set_num_threads(2)
+    out = {}
+    for chosen in (2, 1):
+        threads.reset()
+        monkeypatch.setattr(threads.Site, "choose", lambda self, n=chosen: n)
+        used = []
+        monkeypatch.setattr(threads.Site, "record", lambda self, n, sec: used.append(n))
+        m = CharLM(cfg, seed=1)
+        loss, _ = m.train_step(x, y, m.init_state(3))
+        out[chosen] = (loss, m.grad_flat.copy(), m.loss(x, y, m.init_state(3))[0])
+        assert set(used) == {chosen}
+    assert out[1][0] == out[2][0] and out[1][2] == out[2][2]
+    np.testing.assert_array_equal(out[1][1], out[2][1])
+
+
+def test_short_spin_is_the_default_unless_the_user_chose():
+    code = "import os, charlm.backends.cpu; print(os.environ.get('GOMP_SPINCOUNT'))"
+    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == threads.SPINCOUNT
+    env["OMP_WAIT_POLICY"] = "active"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"
