@@ -282,9 +282,7 @@ def set_threads(n: int) -> None:
     """
     import numba
 
-    from .backends import cpu  # noqa: F401  (importing it sets the BLAS its kernels call to 1 thread)
-
-    from .backends.cpu import threads
+    from .backends.cpu import threads  # importing the backend sets the BLAS its kernels call to 1 thread
 
     threads.adapt(not n)  # 0: each kernel may use fewer while other processes hold the cores
     if not n:

@@ -10,6 +10,7 @@ from charlm.errors import UsageError
 
 from .output import emit_json, notice
 from .sample import max_bytes_option
+from .threadopt import threads_option
 
 _MODEL = click.argument("model", metavar="RUN_DIR|MODEL.safetensors", type=click.Path(exists=True))
 
@@ -48,6 +49,7 @@ def read_text(path: str, encoding: str, max_bytes: int | None = None) -> str:
 @click.option("--json", "as_json", is_flag=True,
               help='Print exactly {"loss_nats", "bpc", "perplexity", "chars"} as one JSON object.')
 @max_bytes_option
+@threads_option
 def eval_cmd(model, file, split, encoding, unknown, as_json, max_bytes):
     """Loss of a model on a text: nats per character, bits per character, perplexity.
 
@@ -81,6 +83,7 @@ def eval_cmd(model, file, split, encoding, unknown, as_json, max_bytes):
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="Characters the model never saw: fail, or leave them out.")
 @max_bytes_option
+@threads_option
 def score(model, file, encoding, unknown, max_bytes):
     """Score each line of FILE ('-' = stdin) on its own: one JSON object per line.
 

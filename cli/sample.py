@@ -14,6 +14,7 @@ from charlm.config import SampleConfig
 from charlm.errors import UsageError
 
 from .output import notice
+from .threadopt import threads_option
 
 SEPARATOR = "\n\n---\n"   # between samples of --num-samples N: a blank line, then a line '---'
 _S = SampleConfig()
@@ -134,6 +135,7 @@ def _umask() -> int:
 @click.option("--length-penalty", type=float, default=0.0, show_default=True, metavar="A",
               help="Beam search: rank by log-probability / length**A (matters with --stop).")
 @max_bytes_option
+@threads_option
 @click.pass_context
 def sample(ctx, model, length, temperature, top_k, top_p, seed, prime, prime_file, num_samples, stop, output,
            echo_prime, unknown, beam, length_penalty, max_bytes):

@@ -98,7 +98,8 @@ OPTIONS = [
               "fresh); new symbols follow --unknown."),
     _opt("--out", type=click.Path(file_okay=False), help="Run directory (default: a new one under ./runs)."),
     _opt("--seed", type=int, help="Seed for weights, data order and dropout.", default=_T.seed),
-    _opt("--threads", type=int, help="CPU threads (0 = all cores).", default=0),
+    _opt("--threads", type=int, help="CPU threads: 0 = all cores, fewer while other processes keep them busy; "
+         "N pins N.", default=0),
     _opt("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Where the kernels run.", default="cpu"),
     _opt("--eval-every", type=int, help="Evaluate every N steps.", default=_T.eval_every),
     _opt("--log-every", type=int, help="Log every N steps.", default=_T.log_every),

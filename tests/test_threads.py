@@ -86,7 +86,7 @@ def test_results_do_not_depend_on_the_thread_count_chosen(cell, monkeypatch):
         threads.reset()
         monkeypatch.setattr(threads.Site, "choose", lambda self, n=chosen: n)
         used = []
-        monkeypatch.setattr(threads.Site, "record", lambda self, n, sec: used.append(n))
+        monkeypatch.setattr(threads.Site, "record", lambda self, n, sec, used=used: used.append(n))
         m = CharLM(cfg, seed=1)
         loss, _ = m.train_step(x, y, m.init_state(3))
         out[chosen] = (loss, m.grad_flat.copy(), m.loss(x, y, m.init_state(3))[0])
@@ -103,3 +103,23 @@ def test_short_spin_is_the_default_unless_the_user_chose():
     env["OMP_WAIT_POLICY"] = "active"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"
+
+
+@pytest.mark.parametrize("command", ["eval", "score", "sample"])
+def test_threads_option_of_the_model_commands(command, tmp_path):
+    from click.testing import CliRunner
+
+    from charlm.cli import cli
+
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"not a model")
+    extra = {"eval": ["--file", str(model)], "score": [str(model)], "sample": []}[command]
+    r = CliRunner().invoke(cli, [command, str(model), *extra, "--threads", "-1"])
+    assert r.exit_code == 2 and "--threads" in r.output and "Traceback" not in r.output
+    try:
+        r = CliRunner().invoke(cli, [command, str(model), *extra, "--threads", "1"])
+        assert numba.get_num_threads() == 1 and not threads.adaptive()
+        assert r.exit_code != 0 and "Traceback" not in r.output   # then the bad model file is refused
+    finally:
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        threads.adapt(True)
