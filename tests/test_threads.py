@@ -107,9 +107,8 @@ def test_short_spin_is_the_default_unless_the_user_chose():
 
 @pytest.mark.parametrize("command", ["eval", "score", "sample"])
 def test_threads_option_of_the_model_commands(command, tmp_path):
-    from click.testing import CliRunner
-
     from charlm.cli import cli
+    from click.testing import CliRunner
 
     model = tmp_path / "model.safetensors"
     model.write_bytes(b"not a model")
