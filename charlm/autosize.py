@@ -48,7 +48,7 @@ CHARS_PER_PARAM = 6.0                     # rule 3
 REPEAT_SCALE = 8.0                        # rule 2: R*, in passes over the training split
 DROPOUT_EPOCHS = 4.0                      # rule 4
 TRAIN_SHARE = 0.85                        # of the time budget left after calibration (rule 1)
-OVERHEAD_MACS = 60_000                    # fixed per-character cost in multiply-add equivalents
+OVERHEAD_MACS = 50_000                    # fixed per-character cost in multiply-add equivalents
 CALIBRATION_SHAPE = (32, 64)              # (T, B) of the timed calibration steps
 CALIBRATION_STEPS = 2                     # timed steps after one untimed (compile / warm-up) step
 
@@ -200,9 +200,15 @@ def choose(cfg: TrainConfig, *, cell: str, embed: int, vocab: int, train_chars: 
     where = " on this machine" if cfg.max_time else ""
     speed = f" at ~{_si(cps)} chars/s" if cps else ""
     line = (f"{budget}{where}: {cell} {layers}x{hidden}, ~{_si(chars)} characters of training{speed} "
-            f"({epochs:.1f} epochs); pass --layers/--hidden to choose yourself")
+            f"({epochs:.1f} epochs){_calibration_note(calib)}; pass --layers/--hidden to choose yourself")
     return Choice(cell, layers, hidden, dropout, budget, int(chars), round(epochs, 3),
                   None if cps is None else round(cps, 1), klass, round(calib, 3), line)
+
+
+def _calibration_note(seconds: float) -> str:
+    if seconds < 5.0:
+        return ""
+    return f"; measuring took {seconds:.0f}s of the budget (kernel compilation included)"
 
 
 def _si(n: float) -> str:
