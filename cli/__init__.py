@@ -29,6 +29,7 @@ COMMANDS = {
     "eval": "evaluate:eval_cmd",
     "score": "evaluate:score",
     "info": "info:info",
+    "inspect": "report:inspect_cmd",
     "plot": "plot:plot",
     "import": "interop:import_cmd",
 }
