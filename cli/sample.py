@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -38,6 +39,25 @@ def read_prime_file(path: str, max_bytes: int | None = None) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UsageError(f"--prime-file {path} is not UTF-8 (byte {e.start}); convert it to UTF-8") from None
+
+
+_ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|([ntr0\\]))")
+_SIMPLE = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """--stop's backslash escapes: \\n \\t \\r \\0 \\\\ \\xHH \\uXXXX \\UXXXXXXXX; any other backslash stays."""
+
+    def sub(m):
+        code = m.group(1) or m.group(2) or m.group(3)
+        if code:
+            value = int(code, 16)
+            if value > 0x10FFFF:
+                raise UsageError(f"--stop: {m.group(0)} is beyond the last code point U+10FFFF")
+            return chr(value)
+        return _SIMPLE[m.group(4)]
+
+    return _ESCAPE.sub(sub, text)
 
 
 class _TextAsBytes:
@@ -123,7 +143,9 @@ def _umask() -> int:
               help="Samples generated together as a batch; printed one after another, separated by a "
                    "blank line and a line '---'.")
 @click.option("--stop", multiple=True, metavar="STRING",
-              help="End a sample at the first occurrence of STRING (included). Repeatable.")
+              help="End a sample at the first occurrence of STRING (included). Repeatable. Backslash escapes "
+                   "are interpreted: \\n \\t \\r \\0 \\\\ \\xHH \\uXXXX, so --stop \"\\n\\n\" stops at a "
+                   "blank line.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the text to this file instead of stdout.")
 @click.option("--echo-prime/--no-echo-prime", default=True, help="Print the prime before the sample.")
@@ -136,9 +158,12 @@ def _umask() -> int:
               help="Beam search: rank by log-probability / length**A (matters with --stop).")
 @max_bytes_option
 @threads_option
+@click.option("--checkpoint", default=None, metavar="STEP|PATH",
+              help="Sample a resume checkpoint of RUN_DIR (a step it kept, or a checkpoint file) instead of "
+                   "its best model, e.g. to watch a run learn.")
 @click.pass_context
 def sample(ctx, model, length, temperature, top_k, top_p, seed, prime, prime_file, num_samples, stop, output,
-           echo_prime, unknown, beam, length_penalty, max_bytes):
+           echo_prime, unknown, beam, length_penalty, max_bytes, checkpoint):
     """Generate text from a trained model.
 
     The text goes to stdout (prime first, unless --no-echo-prime), streamed as it is made; notices go
@@ -149,6 +174,7 @@ def sample(ctx, model, length, temperature, top_k, top_p, seed, prime, prime_fil
 
     if prime is not None and prime_file is not None:
         raise UsageError("give either --prime or --prime-file, not both")
+    stop = tuple(unescape(s) for s in stop)
     if prime_file is not None:
         prime = read_prime_file(prime_file, max_bytes)
     prime = prime or ""
@@ -157,9 +183,11 @@ def sample(ctx, model, length, temperature, top_k, top_p, seed, prime, prime_fil
 
         check_output_path(output, model)   # before any work: never replace a file of the run
     SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, num_samples=num_samples)
+    m = load(model, checkpoint=checkpoint)
+    if checkpoint is not None:
+        notice(f"sampling {m.meta['checkpoint']} (step {m.meta['extra']['step']})")
     if beam:
-        return _beam(ctx, load(model), prime, beam, length_penalty, num_samples, stop, unknown, echo_prime, output)
-    m = load(model)
+        return _beam(ctx, m, prime, beam, length_penalty, num_samples, stop, unknown, echo_prime, output)
     announce = seed is None and temperature > 0   # argmax (temperature 0) needs no seed
     if seed is None:
         seed = secrets.randbelow(2**31) if announce else 0

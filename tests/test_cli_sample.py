@@ -161,3 +161,43 @@ def test_score(run_dir, tmp_path):
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [(x["line"], x["chars"]) for x in rows] == [(1, 7), (2, 0), (3, 6)]
     assert rows[1]["bpc"] is None and np.isfinite(rows[0]["bpc"])
+
+
+def test_sample_a_checkpoint_and_a_run_without_a_model(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(TEXT * 4, encoding="utf-8")
+    out = tmp_path / "run"
+    r = run("train", corpus, "--cell", "gru", "--layers", 1, "--hidden", 8, "--embed", 4, "--seq-len", 8,
+            "--batch-size", 2, "--max-steps", 10, "--save-every", 5, "--eval-every", 100, "--keep", 3, "--out", out)
+    assert r.exit_code == 0, r.output
+    (out / "model.safetensors").unlink()            # as during training, before the first evaluation
+    r = run("sample", out, "-n", 5)
+    assert r.exit_code == 2 and "no model yet" in r.stderr and "step 100" in r.stderr
+    assert f"charlm sample {out} --checkpoint 10" in r.stderr and "steps 5, 10" in r.stderr
+    r = run("sample", out, "--checkpoint", 5, "-n", 6, "-t", 0, "--prime", "the")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("the") and len(r.stdout) == 9 and "step 5" in r.stderr
+    from charlm.generate import load as load_model
+
+    m5 = load_model(out, checkpoint=5)
+    assert r.stdout == m5.sample(length=6, temperature=0, prime="the")
+    assert not np.array_equal(m5.model.state_dict()["head.bias"],
+                              load_model(out, checkpoint=10).model.state_dict()["head.bias"])
+    path = out / "checkpoint-00000005.safetensors"
+    r = run("sample", out, "--checkpoint", path, "-n", 6, "-t", 0, "--prime", "the")
+    assert r.exit_code == 0 and r.stdout == m5.sample(length=6, temperature=0, prime="the")
+    r = run("sample", out, "--checkpoint", 7)
+    assert r.exit_code == 2 and "no checkpoint at step 7" in r.stderr and "5, 10" in r.stderr
+    with pytest.raises(UsageError, match="checkpoint=10"):   # the library says it in Python
+        load_model(out)
+
+
+def test_stop_escapes(abc):
+    from charlm.cli.sample import unescape
+
+    assert unescape("\\n\\n") == "\n\n" and unescape("a\\tb\\\\n") == "a\tb\\n" and unescape("\\x41\\u00e9") == "Aé"
+    assert unescape("\\q") == "\\q" and unescape("plain") == "plain" and unescape("\\U0001F44B") == "👋"
+    r = run("sample", abc, "-n", 9, "-t", 0, "--stop", "c\\n")   # typed as backslash-n in a shell
+    assert r.exit_code == 0 and r.stdout == "abc\n"
+    r = run("sample", abc, "-n", 9, "-t", 0, "--stop", "\\U00110000")
+    assert r.exit_code == 2 and "U+10FFFF" in r.stderr
