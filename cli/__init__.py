@@ -32,6 +32,7 @@ COMMANDS = {
     "inspect": "report:inspect_cmd",
     "plot": "plot:plot",
     "import": "interop:import_cmd",
+    "seq2seq": "seq2seq:seq2seq",
 }
 
 

@@ -1,0 +1,290 @@
+"""Training, saving, loading, translating and evaluating a seq2seq model (the library behind `charlm seq2seq`).
+
+Training: the pairs are shuffled (``seed``) and split into train / validation (``val_frac``, at least one pair
+when there are 10 or more); both vocabularies are built from all pairs. Each epoch re-buckets the training
+pairs by source length (charlm.pairs.buckets) in a new order; Adam with a cosine decay over the step budget,
+global-norm clipping. The budget is ``max_steps`` and/or ``epochs`` and/or ``max_time`` seconds (the first
+reached stops). At the end the validation pairs are scored (nats/char) and greedily decoded (exact match, CER).
+
+Run directory: ``model.safetensors`` (state dict with PyTorch names; metadata ``model_config`` =
+{"task": "seq2seq", ...Seq2SeqConfig}, ``tokenizer`` = {"source": vocab, "target": vocab, "shared": bool},
+``extra`` = {"train": the training options, "max_target_len": longest training target, "metrics": final
+metrics}) and ``config.json`` (the same, for reading).
+
+Decoding length: at most ``max_len_ratio`` x source length + the longest training target symbols.
+Metrics (``evaluate``): exact match = decoded == target; CER = total Levenshtein edits / total target
+characters; nats/char = mean -log p of the target characters and EOS under teacher forcing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import TrainConfig, _check, _DictMixin
+from .errors import CheckpointError, UsageError
+from .optim import Optimizer, learning_rate
+from .pairs import PairVocab, buckets, build_vocabs, encode_pairs, make_batch, read_pairs
+from .seq2seq import DECODERS, Seq2Seq, Seq2SeqConfig
+
+
+@dataclass(frozen=True)
+class Seq2SeqTrainConfig(_DictMixin):
+    batch_size: int = 64
+    lr: float = 3e-3
+    max_steps: int = 0            # 0 = no step limit
+    epochs: float = 0.0           # 0 = no epoch limit
+    max_time: float = 0.0         # seconds, 0 = no limit
+    val_frac: float = 0.1
+    ss_rate: float = 0.0          # scheduled-sampling rate (two-pass), 0 = pure teacher forcing
+    clip_norm: float = 5.0
+    seed: int = 0
+    log_every: int = 100
+    shared_vocab: bool = False
+    max_target_len: int = 0       # 0 = no limit; longer targets are an error naming the line
+    val_decode: int = 500         # validation pairs decoded for exact match at the end (0 = all)
+    threads: int = 1              # Numba threads (0 = every CPU); NumPy BLAS runs on 1 thread meanwhile
+
+    def __post_init__(self):
+        _check(self.batch_size >= 1, "--batch-size must be >= 1")
+        _check(self.lr > 0, "--lr must be > 0")
+        _check(self.max_steps >= 0 and self.epochs >= 0 and self.max_time >= 0,
+               "--max-steps, --epochs and --max-time must be >= 0")
+        _check(self.max_steps or self.epochs or self.max_time,
+               "give a budget: --max-steps N, --epochs E or --max-time SECONDS")
+        _check(0.0 <= self.val_frac < 1.0, "--val-frac must be in [0, 1)")
+        _check(0.0 <= self.ss_rate <= 1.0, "--scheduled-sampling must be in [0, 1]")
+        _check(self.clip_norm >= 0, "--clip-norm must be >= 0")
+        _check(self.log_every >= 1, "--log-every must be >= 1")
+        _check(self.threads >= 0, "--threads must be >= 0 (0 = every CPU)")
+
+
+@contextmanager
+def cores(threads: int = 0):
+    """Numba's pool gets ``threads`` (0 = all CPUs); NumPy's BLAS (the attention's small batched GEMMs) runs
+    on one thread meanwhile: its own threads on top of Numba's oversubscribe the cores (measured: 7x slower
+    training of a small model on a busy 2-core machine)."""
+    from threadpoolctl import threadpool_limits
+
+    from .trainsetup import set_threads
+
+    set_threads(threads)
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def split_pairs(pairs, val_frac: float, seed: int):
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_val = int(round(len(pairs) * val_frac))
+    if val_frac > 0 and len(pairs) >= 10:
+        n_val = max(1, n_val)
+    n_val = min(n_val, len(pairs) - 1)
+    return [pairs[i] for i in order[n_val:]], [pairs[i] for i in order[:n_val]]
+
+
+def train(pairs_spec: str, out: str | None, model: dict, train_cfg: Seq2SeqTrainConfig,
+          notice: Callable | None = None, pairs=None) -> Translator:
+    """Train on PAIRS (a file or a built-in task; or ``pairs`` given directly); write ``out`` when given."""
+    with cores(train_cfg.threads):
+        return _train(pairs_spec, out, model, train_cfg, notice, pairs)
+
+
+def _train(pairs_spec, out, model, train_cfg, notice, pairs) -> Translator:
+    notice = notice or (lambda msg: None)
+    tc = train_cfg
+    if pairs is None:
+        pairs = read_pairs(pairs_spec, max_target_len=tc.max_target_len)
+    if len(pairs) < 2:
+        raise UsageError(f"{pairs_spec} holds {len(pairs)} pair: seq2seq training needs at least 2")
+    train_pairs, val_pairs = split_pairs(pairs, tc.val_frac, tc.seed)
+    sv, tv = build_vocabs(pairs, tc.shared_vocab)
+    config = Seq2SeqConfig(src_vocab=len(sv), tgt_vocab=len(tv), **model)
+    net = Seq2Seq(config, seed=tc.seed)
+    srcs, tgts = encode_pairs(train_pairs, sv, tv)
+    opt_cfg = TrainConfig(lr=tc.lr, clip_norm=tc.clip_norm, lr_schedule="cosine", max_steps=max(tc.max_steps, 1),
+                          seed=tc.seed)
+    opt = Optimizer(opt_cfg, net)
+    per_epoch = len(buckets(srcs, tgts, tc.batch_size, 0))
+    total = min(x for x in (tc.max_steps, math.ceil(tc.epochs * per_epoch) if tc.epochs else 0) if x) \
+        if (tc.max_steps or tc.epochs) else None
+    rng = np.random.default_rng(tc.seed + 1)
+    notice(f"seq2seq: {len(train_pairs)} training pairs, {len(val_pairs)} validation; {net.size:,} parameters; "
+           f"{per_epoch} batches per epoch")
+    t0, step, epoch, run_loss = time.monotonic(), 0, 0, []
+    done = False
+    while not done:
+        for batch in buckets(srcs, tgts, tc.batch_size, tc.seed + epoch):
+            elapsed = time.monotonic() - t0
+            if (total is not None and step >= total) or (tc.max_time and elapsed >= tc.max_time):
+                done = True
+                break
+            progress = elapsed / tc.max_time if tc.max_time and total is None else None
+            loss = net.train_step(batch, rng, tc.ss_rate)
+            if not math.isfinite(loss):
+                raise UsageError(f"training diverged at step {step} (loss {loss}); lower --lr")
+            opt.clip()
+            opt.step(learning_rate(opt_cfg, step, total, progress))
+            run_loss.append(loss)
+            step += 1
+            if step % tc.log_every == 0:
+                notice(f"step {step} epoch {epoch} loss {np.mean(run_loss):.4f} nats/char "
+                       f"({time.monotonic() - t0:.1f}s)")
+                run_loss = []
+        epoch += 1
+    seconds = time.monotonic() - t0
+    tr = Translator(net, sv, tv, meta={"shared": tc.shared_vocab,
+                                       "max_target_len": max(len(t) for _, t in pairs)})
+    metrics = {"steps": step, "epochs": round(step / max(per_epoch, 1), 3), "seconds": round(seconds, 2)}
+    if val_pairs:
+        metrics.update({f"val_{k}": v for k, v in tr.evaluate(val_pairs[:tc.val_decode or None]).items()})
+        notice(f"validation: exact {metrics['val_exact']:.4f}, CER {metrics['val_cer']:.4f}, "
+               f"{metrics['val_nats_per_char']:.4f} nats/char over {metrics['val_pairs']} pairs")
+    tr.meta.update({"train": tc.to_dict(), "metrics": metrics})
+    if out is not None:
+        tr.save(out)
+    return tr
+
+
+def levenshtein(a: str, b: str) -> int:
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+class Translator:
+    """A Seq2Seq with its vocabularies: translate text, evaluate pairs, save and load."""
+
+    def __init__(self, model: Seq2Seq, src_vocab: PairVocab, tgt_vocab: PairVocab, meta: dict | None = None):
+        self.model, self.src_vocab, self.tgt_vocab = model, src_vocab, tgt_vocab
+        self.meta = meta or {}
+
+    @property
+    def config(self) -> Seq2SeqConfig:
+        return self.model.config
+
+    def max_len(self, source_len: int, ratio: float) -> int:
+        return int(ratio * source_len) + int(self.meta.get("max_target_len", 50)) + 1
+
+    def encode_source(self, text: str, unknown: str = "error", notice: Callable | None = None) -> np.ndarray:
+        ids = self.src_vocab.encode(text, unknown, "the source")
+        if len(ids) != len(text) and notice is not None:
+            notice(f"source: skipped characters not in the vocabulary: "
+                   f"{', '.join(map(repr, self.src_vocab.unknown(text)))}")
+        return ids
+
+    def translate_ids(self, ids_list: list[np.ndarray], *, method: str = "greedy", beam: int = 4,
+                      length_penalty: float = 1.0, max_len_ratio: float = 1.0, temperature: float = 1.0,
+                      top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> list[str]:
+        """Decoded targets for encoded sources (batched by source length)."""
+        if method not in DECODERS:
+            raise UsageError(f"--decode must be one of {', '.join(DECODERS)}")
+        if not max_len_ratio >= 0:
+            raise UsageError("--max-len-ratio must be >= 0")
+        rng = np.random.default_rng(seed)
+        out: list[str | None] = [None] * len(ids_list)
+        groups: dict[int, list[int]] = {}
+        for i, ids in enumerate(ids_list):
+            groups.setdefault(len(ids), []).append(i)
+        for S, idx in groups.items():
+            if S == 0:
+                for i in idx:
+                    out[i] = ""
+                continue
+            for k in range(0, len(idx), 256):
+                part = idx[k:k + 256]
+                src = np.ascontiguousarray(np.array([ids_list[i] for i in part], np.int32).T)   # (S, B)
+                dec = self.model.decode(src, method=method, max_len=self.max_len(S, max_len_ratio), beam=beam,
+                                        length_penalty=length_penalty, temperature=temperature, top_k=top_k,
+                                        top_p=top_p, rng=rng)
+                for i, ids in zip(part, dec, strict=True):
+                    out[i] = self.tgt_vocab.decode(ids)
+        return out
+
+    def translate(self, text: str, *, unknown: str = "error", notice: Callable | None = None, **kwargs) -> str:
+        return self.translate_ids([self.encode_source(text, unknown, notice)], **kwargs)[0]
+
+    def translate_lines(self, lines: Iterable[str], *, unknown: str = "error", notice: Callable | None = None,
+                        **kwargs) -> Iterator[str]:
+        """One translation per line, yielded as soon as it is made (streaming)."""
+        for line in lines:
+            yield self.translate(line.rstrip("\r\n"), unknown=unknown, notice=notice, **kwargs)
+
+    def evaluate(self, pairs, *, unknown: str = "error", **kwargs) -> dict:
+        """{"exact", "cer", "nats_per_char", "pairs"} over (source, target) pairs (module docstring)."""
+        srcs, tgts = encode_pairs(pairs, self.src_vocab, self.tgt_vocab, unknown)
+        hyps = self.translate_ids(srcs, **kwargs)
+        exact = sum(h == t for h, (_, t) in zip(hyps, pairs, strict=True))
+        edits = sum(levenshtein(h, t) for h, (_, t) in zip(hyps, pairs, strict=True))
+        chars = sum(len(t) for _, t in pairs)
+        nats, n = 0.0, 0
+        for batch in buckets(srcs, tgts, 256, 0):
+            s, k = self.model.loss(batch)
+            nats, n = nats + s, n + k
+        return {"exact": exact / len(pairs), "cer": edits / max(chars, 1), "nats_per_char": nats / max(n, 1),
+                "pairs": len(pairs)}
+
+    def attention_map(self, source: str, target: str | None = None, **kwargs):
+        """(weights (T, S), source, target): teacher-forced on ``target``, else on the greedy translation."""
+        src = self.encode_source(source)
+        if target is None:
+            target = self.translate_ids([src], **kwargs)[0]
+        tgt = self.tgt_vocab.encode(target, "replace")
+        return self.model.attention_map(src, tgt), source, target
+
+    # ------------------------------------------------------------------ files
+    def save(self, out) -> str:
+        from .checkpoint import MODEL_NAME, save_model
+
+        os.makedirs(out, exist_ok=True)
+        model_config = {"task": "seq2seq", **self.config.to_dict()}
+        tokenizer = {"source": self.src_vocab.to_dict(), "target": self.tgt_vocab.to_dict(),
+                     "shared": bool(self.meta.get("shared"))}
+        extra = {k: v for k, v in self.meta.items() if k != "shared"}
+        save_model(os.path.join(out, MODEL_NAME), self.model.state_dict(), model_config=model_config,
+                   tokenizer=tokenizer, extra=extra)
+        with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
+            json.dump({"task": "seq2seq", "model": model_config, "vocab": tokenizer, **extra}, f, indent=2)
+        return out
+
+
+def is_seq2seq(meta: dict) -> bool:
+    return isinstance(meta.get("model_config"), dict) and meta["model_config"].get("task") == "seq2seq"
+
+
+def load(path) -> Translator:
+    """A Translator from a seq2seq RUN_DIR or its model.safetensors."""
+    from .checkpoint import load_model, resolve_model_path
+
+    sd, meta = load_model(path)
+    where = resolve_model_path(path)
+    if not is_seq2seq(meta):
+        raise UsageError(f"{where} is a language model, not a seq2seq model: train one with charlm seq2seq train")
+    try:
+        cfg = dict(meta["model_config"])
+        cfg.pop("task")
+        config = Seq2SeqConfig.from_dict(cfg)
+        sv = PairVocab.from_dict(meta["tokenizer"]["source"])
+        tv = PairVocab.from_dict(meta["tokenizer"]["target"])
+    except (UsageError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{where}: bad seq2seq metadata ({e}); the file is corrupt or foreign") from None
+    if len(sv) != config.src_vocab or len(tv) != config.tgt_vocab:
+        raise CheckpointError(f"{where}: the vocabularies do not match the model; the file is corrupt")
+    extra = dict(meta.get("extra") or {})
+    extra["shared"] = bool(meta["tokenizer"].get("shared"))
+    return Translator(Seq2Seq.from_state_dict(config, sd), sv, tv, meta=extra)
+
+
+def one_pair_batch(tr: Translator, source: str, target: str):
+    """A batch of one pair (for inspection and tests)."""
+    return make_batch([tr.src_vocab.encode(source)], [tr.tgt_vocab.encode(target)])
