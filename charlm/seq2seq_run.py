@@ -288,3 +288,66 @@ def load(path) -> Translator:
 def one_pair_batch(tr: Translator, source: str, target: str):
     """A batch of one pair (for inspection and tests)."""
     return make_batch([tr.src_vocab.encode(source)], [tr.tgt_vocab.encode(target)])
+
+
+# ---------------------------------------------------------------- charlm info
+def summary(path, *, keras: bool = False) -> dict:
+    """{"path", "model": {"task", "layers": [{"name", "type", "output_shape", "params"}], "total_params"},
+    "training": {...}} of a seq2seq model file or RUN_DIR (Keras counting: one bias per gate block)."""
+    from .checkpoint import resolve_model_path
+    from .seq2seq import param_shapes
+
+    tr = load(path)
+    c = tr.config
+    shapes = param_shapes(c)
+    H, E, D = c.hidden, c.embed, c.enc_out
+
+    def count(prefix):
+        n = 0
+        for name, s in shapes.items():
+            if name.startswith(prefix):
+                if keras and "bias_hh" in name and c.cell != "gru":   # Keras: one bias (GRU reset_after: two)
+                    continue
+                n += math.prod(s)
+        return n
+
+    cell = c.cell.upper()
+    enc = f"Bidirectional({cell}({H})) x {c.layers}" if c.bidirectional else f"{cell}({H}) x {c.layers}"
+    layers = [
+        ("source_embedding", f"Embedding({c.src_vocab}, {E})", ("S", "B", E), count("src_embed.")),
+        ("encoder", enc, ("S", "B", D), count("encoder.")),
+        ("bridge", "Dense(2H -> H) on [fwd; rev] final h" + (", c" if c.cell == "lstm" else "")
+         if c.bidirectional else "copy of the final states", (c.layers, "B", H), count("bridge")),
+        ("target_embedding", f"Embedding({c.tgt_vocab}, {E})", ("T", "B", E), count("tgt_embed.")),
+        ("decoder", f"{cell}({H}) x {c.layers}", ("T", "B", H), count("decoder.")),
+        ("attention", {"none": "none", "dot": "Luong dot + tanh(W_c[c;h])",
+                       "general": "Luong general + tanh(W_c[c;h])"}[c.attention], ("T", "B", H),
+         count("attention.") + count("combine.")),
+        ("head", f"Dense({c.tgt_vocab}, softmax)", ("T", "B", c.tgt_vocab), count("head.")),
+    ]
+    rows = [{"name": n, "type": t, "output_shape": list(s), "params": p} for n, t, s, p in layers]
+    return {"path": str(resolve_model_path(path)),
+            "model": {"task": "seq2seq", "layers": rows, "total_params": sum(r["params"] for r in rows),
+                      "counting": "keras" if keras else "pytorch",
+                      "vocab": {"source": len(tr.src_vocab), "target": len(tr.tgt_vocab),
+                                "shared": bool(tr.meta.get("shared")), "reserved": "0 PAD, 1 BOS, 2 EOS, 3 UNK"}},
+            "training": {"train": tr.meta.get("train", {}), "metrics": tr.meta.get("metrics", {})}}
+
+
+def format_summary(s: dict) -> str:
+    m = s["model"]
+    rule, bold = "_" * 86, "=" * 86
+    lines = [f"seq2seq model: {s['path']}", rule,
+             f" {'Layer (type)':<52}{'Output Shape':<20}{'Param #':>12}", bold]
+    for r in m["layers"]:
+        shape = "(" + ", ".join(map(str, r["output_shape"])) + ")"
+        lines.append(f" {r['name'] + ' (' + r['type'] + ')':<52}{shape:<20}{r['params']:>12,}")
+    v = m["vocab"]
+    lines += [bold, f"Total params: {m['total_params']:,} ({m['counting']} counting)",
+              f"Vocabularies: source {v['source']}, target {v['target']}{' (shared)' if v['shared'] else ''}; "
+              f"reserved ids {v['reserved']}"]
+    met = s["training"]["metrics"]
+    if met:
+        lines.append("Training: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                              for k, v in met.items()))
+    return "\n".join(lines)

@@ -21,8 +21,22 @@ def info(model, keras, as_json):
     """
     from charlm.inspect import format_summary, summarize
 
+    if _is_seq2seq(model):
+        from charlm.seq2seq_run import format_summary
+        from charlm.seq2seq_run import summary as summarize
     s = summarize(model, keras=keras)
     if as_json:
         emit_json(s)
     else:
         click.echo(format_summary(s))
+
+
+def _is_seq2seq(path) -> bool:
+    from charlm.checkpoint import load_model
+    from charlm.errors import CharlmError
+    from charlm.seq2seq_run import is_seq2seq
+
+    try:
+        return is_seq2seq(load_model(path)[1])
+    except CharlmError:
+        return False   # summarize reports the problem

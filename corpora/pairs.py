@@ -5,7 +5,8 @@ Each task returns a list of (source, target) string pairs, deterministic given i
 named corpora: ``charlm seq2seq train dates:n=5000,seed=1``.
 
     reverse    a random lower-case word of min_len..max_len letters -> the word reversed ("abc" -> "cba")
-    dates      "3 March 2021" -> "2021-03-03" (reverse=1 for the other direction); years 1900..2099
+    dates      "3 March 2021" -> "2021-03-03" (reverse=1 for the other direction; weekday=1 for
+               "Wednesday 3 March 2021", sources of 17-28 characters); years 1900..2099
     numbers    "417" -> "four hundred seventeen", integers 0..max (max <= 999 999 999; American style, no "and")
     autoencode a sentence from the packaged texts (verse, fables) -> the same sentence (reconstruction)
     copy       a random word of min_len..max_len letters -> the same word (the simplest pair task)
@@ -13,6 +14,7 @@ named corpora: ``charlm seq2seq train dates:n=5000,seed=1``.
 
 from __future__ import annotations
 
+import datetime
 import random
 import re
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from charlm.errors import UsageError
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
           "November", "December")
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 ONES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen")
@@ -49,8 +52,12 @@ def _leap(y: int) -> bool:
     return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
 
 
-def dates(n: int = 5000, seed: int = 0, reverse: int = 0) -> list[tuple[str, str]]:
-    """"3 March 2021" -> "2021-03-03" (a uniformly drawn valid date, 1900-01-01 .. 2099-12-31)."""
+def dates(n: int = 5000, seed: int = 0, reverse: int = 0, weekday: int = 0) -> list[tuple[str, str]]:
+    """"3 March 2021" -> "2021-03-03" (a uniformly drawn valid date, 1900-01-01 .. 2099-12-31).
+
+    weekday=1 prefixes the long form with its weekday, "Wednesday 3 March 2021" (17 to 28 characters):
+    longer sources whose first word the target does not need.
+    """
     if n < 1:
         raise UsageError("dates: n must be >= 1")
     rng = random.Random(seed)
@@ -58,7 +65,10 @@ def dates(n: int = 5000, seed: int = 0, reverse: int = 0) -> list[tuple[str, str
     for _ in range(n):
         y, m = rng.randint(1900, 2099), rng.randint(1, 12)
         d = rng.randint(1, 29 if m == 2 and _leap(y) else _DAYS[m - 1])
-        pair = (f"{d} {MONTHS[m - 1]} {y}", f"{y:04d}-{m:02d}-{d:02d}")
+        long = f"{d} {MONTHS[m - 1]} {y}"
+        if weekday:
+            long = f"{WEEKDAYS[datetime.date(y, m, d).weekday()]} {long}"
+        pair = (long, f"{y:04d}-{m:02d}-{d:02d}")
         out.append(pair[::-1] if reverse else pair)
     return out
 
@@ -130,7 +140,7 @@ TASKS: dict[str, Task] = {
     "reverse": Task("a random word -> the word reversed", reverse, {"n": 5000, "seed": 0, "min_len": 1, "max_len": 8}),
     "copy": Task("a random word -> the same word", copy, {"n": 5000, "seed": 0, "min_len": 1, "max_len": 8}),
     "dates": Task('"3 March 2021" -> "2021-03-03" (reverse=1: the other way)', dates,
-                  {"n": 5000, "seed": 0, "reverse": 0}),
+                  {"n": 5000, "seed": 0, "reverse": 0, "weekday": 0}),
     "numbers": Task('"417" -> "four hundred seventeen"', numbers, {"n": 5000, "seed": 0, "max": 999}),
     "autoencode": Task("a sentence of the packaged texts -> the same sentence", autoencode,
                        {"n": 5000, "seed": 0, "max_len": 60}),

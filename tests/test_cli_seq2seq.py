@@ -1,0 +1,78 @@
+"""`charlm seq2seq train | translate | eval` and `charlm info` on a seq2seq run, through Click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from clihelp import assert_clean_error, run
+
+from charlm.seq2seq_run import load
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("s2s") / "run"
+    r = run("seq2seq", "train", "reverse:n=300,max_len=5", "-o", d, "--hidden", 16, "--embed", 8,
+            "--max-steps", 40, "--batch-size", 16, "--lr", 0.01, "--bidirectional", "--val-frac", 0.1)
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.stdout)
+    assert metrics["steps"] == 40 and 0.0 <= metrics["val_exact"] <= 1.0
+    assert "training pairs" in r.stderr
+    return d
+
+
+def test_translate_text_and_stdin_lines(run_dir):
+    tr = load(run_dir)
+    r = run("seq2seq", "translate", run_dir, "abc")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == tr.translate("abc") + "\n"
+    r = run("seq2seq", "translate", run_dir, "-", "--beam", 3, input="abc\nde\n\nxyz\n")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.split("\n")
+    assert len(lines) == 5 and lines[2] == "" and lines[-1] == ""
+    assert lines[0] == tr.translate("abc", method="beam", beam=3)
+    r2 = run("seq2seq", "translate", run_dir, "--decode", "sample", "--seed", 4, input="abc\nde\n")
+    r3 = run("seq2seq", "translate", run_dir, "--decode", "sample", "--seed", 4, input="abc\nde\n")
+    assert r2.exit_code == 0 and r2.stdout == r3.stdout
+
+
+def test_eval_prints_metrics(run_dir, tmp_path):
+    p = tmp_path / "p.tsv"
+    p.write_text("abc\tcba\nde\ted\n", encoding="utf-8")
+    r = run("seq2seq", "eval", run_dir, p, "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.stdout)
+    assert set(res) == {"exact", "cer", "nats_per_char", "pairs"} and res["pairs"] == 2
+    assert res == load(run_dir).evaluate([("abc", "cba"), ("de", "ed")])
+    r = run("seq2seq", "eval", run_dir, "reverse:n=20,seed=5,max_len=5")
+    assert r.exit_code == 0 and "exact match" in r.stdout
+
+
+def test_info_shows_encoder_bridge_attention_decoder(run_dir):
+    r = run("info", run_dir)
+    assert r.exit_code == 0, r.output
+    for part in ("encoder", "bridge", "attention", "decoder", "Total params"):
+        assert part in r.stdout, part
+    tr = load(run_dir)
+    assert f"{tr.model.size:,}" in r.stdout
+    k = run("info", run_dir, "--keras")
+    assert k.exit_code == 0 and k.stdout != r.stdout
+
+
+def test_bad_inputs_are_one_line_errors(run_dir, tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("ab\tba\nnotab\n", encoding="utf-8")
+    assert_clean_error(run("seq2seq", "train", bad, "-o", tmp_path / "x", "--max-steps", 1), 2, "line 2: no tab")
+    assert_clean_error(run("seq2seq", "eval", run_dir, bad), 2, "line 2: no tab")
+    assert_clean_error(run("seq2seq", "translate", run_dir, "ABC"), 2, "never saw", "--unknown")
+    r = run("seq2seq", "translate", run_dir, "aBc", "--unknown", "skip")
+    assert r.exit_code == 0 and "skipped" in r.stderr
+    assert_clean_error(run("seq2seq", "translate", run_dir, "-", input="abc\nAB\n"), 2, "stdin line 2")
+    long = tmp_path / "long.tsv"
+    long.write_text("ab\tba\nabc\tabcdefghij\n", encoding="utf-8")
+    assert_clean_error(run("seq2seq", "train", long, "-o", tmp_path / "y", "--max-steps", 1, "--max-target-len", 5),
+                       2, "line 2", "--max-target-len 5")
+    assert_clean_error(run("seq2seq", "translate", run_dir, "abc", "--beam", 0), 2, "--beam")
+    assert_clean_error(run("seq2seq", "train", "reverse:n=50", "-o", tmp_path / "z", "--attention", "dot",
+                           "--bidirectional", "--max-steps", 1), 2, "--attention dot")
