@@ -104,6 +104,7 @@ class TrainConfig(_DictMixin):
     batch_size: int = 64
     val_frac: float = 0.1
     test_frac: float = 0.0        # held out after validation, never trained or evaluated on while training
+    val_split: str = "tail"       # tail: the end of the concatenated corpus | each: the end of every source
     shuffle_offsets: bool = False
     optimizer: str = "adam"
     lr: float = 3e-3
@@ -136,6 +137,7 @@ class TrainConfig(_DictMixin):
         _check(self.seq_len >= 1, "--seq-len must be >= 1")
         _check(self.batch_size >= 1, "--batch-size must be >= 1")
         _check(0.0 <= self.val_frac < 1.0, "--val-frac must be in [0, 1)")
+        _check(self.val_split in ("tail", "each"), "--val-split must be tail or each")
         _check(0.0 <= self.test_frac < 1.0 and self.val_frac + self.test_frac < 1.0,
                "--test-frac must be in [0, 1) and leave room for training (--val-frac + --test-frac < 1)")
         _check(self.optimizer in OPTIMIZERS, f"unknown optimizer {self.optimizer!r}: choose {', '.join(OPTIMIZERS)}")

@@ -91,14 +91,18 @@ def encode_to_file(sources, path, *, tokenizer: CharTokenizer | None = None, lev
                    normalize: str | None = None, min_count: int = 1, max_vocab: int | None = None,
                    unknown: str = "error", encoding: str = "utf-8", errors: str = "strict",
                    glob: str = "**/*", stdin=None, notice=None, names: list | None = None,
-                   max_bytes: int | None = None) -> tuple[np.ndarray, CharTokenizer]:
+                   max_bytes: int | None = None, starts: list | None = None) -> tuple[np.ndarray, CharTokenizer]:
     """Encode sources into a ``.npy`` file at ``path``; return (read-only memmap (N,), tokenizer).
 
     Builds the tokenizer in a first streamed pass unless one is given (stdin is spooled
     to a temporary file so it can be read twice). Peak memory is a few chunks, whatever
-    the corpus size. ``names``, if given, receives the label of each source read.
+    the corpus size. ``names``, if given, receives the label of each source read, and ``starts``
+    the id offset where each source begins (exact; with ``normalize`` a source's last partial line
+    may count toward the next one).
     """
     opts = _read_opts(encoding, errors, glob, stdin, notice, max_bytes)
+    if starts is not None and names is None:
+        names = []
     expanded = expand_sources(sources, glob=glob, encoding=encoding, stdin=stdin, notice=notice,
                               max_bytes=max_bytes)
     temps = spool_stdin(expanded, encoding) if tokenizer is None else []
@@ -110,14 +114,14 @@ def encode_to_file(sources, path, *, tokenizer: CharTokenizer | None = None, lev
         dtype = ids_dtype(len(tokenizer))
         path = Path(path)
         _write_ids(path, dtype, iter_text(None, nfc_safe=bool(tokenizer.normalize), _expanded=expanded,
-                                          names=names, **opts), tokenizer)
+                                          names=names, **opts), tokenizer, names, starts)
     finally:
         for t in temps:
             t.close()
     return np.load(path, mmap_mode="r", allow_pickle=False), tokenizer
 
 
-def _write_ids(path: Path, dtype, chunks, tokenizer: CharTokenizer) -> None:
+def _write_ids(path: Path, dtype, chunks, tokenizer: CharTokenizer, names=None, starts=None) -> None:
     """Encode ``chunks`` into ``path`` through a temporary file that never outlives a failure.
 
     The temporary name follows ``charlm.rundir.TEMP_RE`` (a run's lock holder removes leftovers of a
@@ -135,6 +139,8 @@ def _write_ids(path: Path, dtype, chunks, tokenizer: CharTokenizer) -> None:
             f.write(_npy_header(dtype, 0))
             n = 0
             for chunk in chunks:
+                if starts is not None:  # a new source began with this chunk: it starts at id n
+                    starts.extend([n] * (len(names) - len(starts)))
                 if tokenizer.normalize:
                     chunk = unicodedata.normalize("NFC", chunk)
                 ids = tokenizer.encode_normalized(chunk).astype(dtype)
@@ -157,13 +163,15 @@ def _write_ids(path: Path, dtype, chunks, tokenizer: CharTokenizer) -> None:
 def load_ids(sources, *, out=None, tokenizer: CharTokenizer | None = None, level: str = "char",
              normalize: str | None = None, min_count: int = 1, max_vocab: int | None = None,
              unknown: str = "error", encoding: str = "utf-8", errors: str = "strict", glob: str = "**/*",
-             stdin=None, notice=None, max_bytes: int | None = None) -> tuple[np.ndarray, CharTokenizer, list[str]]:
-    """(ids (N,), tokenizer, source labels): in memory, or memory-mapped at ``out`` if given."""
+             stdin=None, notice=None, max_bytes: int | None = None,
+             starts: list | None = None) -> tuple[np.ndarray, CharTokenizer, list[str]]:
+    """(ids (N,), tokenizer, source labels): in memory, or memory-mapped at ``out`` if given.
+    ``starts`` (with ``out``) receives the id offset where each source begins."""
     tok_opts = {"level": level, "normalize": normalize, "min_count": min_count, "max_vocab": max_vocab,
                 "unknown": unknown}
     if out is not None:
         names: list[str] = []
-        ids, tok = encode_to_file(sources, out, tokenizer=tokenizer, names=names, **tok_opts,
+        ids, tok = encode_to_file(sources, out, tokenizer=tokenizer, names=names, starts=starts, **tok_opts,
                                   **_read_opts(encoding, errors, glob, stdin, notice, max_bytes))
         return ids, tok, names
     corpus = read_sources(sources, **_read_opts(encoding, errors, glob, stdin, notice, max_bytes))
@@ -201,14 +209,36 @@ def load_saved_ids(path, tokenizer: CharTokenizer) -> np.ndarray:
     return ids
 
 
-def split_ids(ids: np.ndarray, val_frac: float = 0.1, test_frac: float = 0.0):
-    """(train, val, test) contiguous views: train first, then validation, then test at the end."""
+VAL_SPLITS = ("tail", "each")
+
+
+def split_ids(ids: np.ndarray, val_frac: float = 0.1, test_frac: float = 0.0, *, starts=None):
+    """(train, val, test): train first, then validation, then test at the end.
+
+    Without ``starts`` (``--val-split tail``, the default) the three are contiguous views of the
+    concatenated corpus, so with several sources validation comes from the last one(s). ``starts``
+    (``--val-split each``): the id offsets where each source begins (``[0, ...]``, from ``load_ids``);
+    every source is split on its own in the same proportions and the parts are concatenated
+    (copies), so each source gives its own tail to validation and test.
+    """
     if not (0.0 <= val_frac < 1.0 and 0.0 <= test_frac < 1.0 and val_frac + test_frac < 1.0):
         raise UsageError("--val-frac and --test-frac must be in [0, 1) and sum to less than 1")
+    if starts is not None and len(starts) > 1:
+        ends = list(starts[1:]) + [len(ids)]
+        parts = [_split_one(ids[a:b], val_frac, test_frac) for a, b in zip(starts, ends, strict=True) if b > a]
+        train, val, test = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        if len(train) < 2:
+            raise UsageError(f"the corpus has {len(ids)} characters: too few to keep a training split; "
+                             "lower --val-frac or give more text")
+        return train, val, test
+    return _split_one(ids, val_frac, test_frac, check=True)
+
+
+def _split_one(ids, val_frac, test_frac, check=False):
     n = len(ids)
     n_val, n_test = int(n * val_frac), int(n * test_frac)
     n_train = n - n_val - n_test
-    if n_train < 2:
+    if check and n_train < 2:
         raise UsageError(f"the corpus has {n} characters: too few to keep a training split; "
                          "lower --val-frac or give more text")
     return ids[:n_train], ids[n_train:n_train + n_val], ids[n_train + n_val:]

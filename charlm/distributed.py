@@ -237,7 +237,7 @@ def share_data(spec, data, w):
     msg = None
     if w.is_root:
         msg = {"tokenizer": data.tokenizer.to_dict(), "train": data.train_cfg.to_dict(),
-               "model": spec.model.to_dict(), "fingerprint": spec.fingerprint}
+               "model": spec.model.to_dict(), "fingerprint": spec.fingerprint, "starts": data.starts}
     msg = w.bcast(msg)
     if w.is_root:
         return data
@@ -250,11 +250,11 @@ def share_data(spec, data, w):
     except (OSError, ValueError):
         raise UsageError(f"MPI rank {w.rank} cannot read {path}: the run directory (--out) must be on a "
                          "filesystem that every rank's host sees") from None
-    train_ids, val_ids, _ = corpus.split_ids(ids, cfg.val_frac, cfg.test_frac)
+    train_ids, val_ids, _ = corpus.split_ids(ids, cfg.val_frac, cfg.test_frac, starts=msg.get("starts"))
     streams = corpus.Streams(train_ids, cfg.batch_size, cfg.seq_len, seed=cfg.seed,
                              shuffle_offsets=cfg.shuffle_offsets)
     val = val_ids if val_ids is not None and len(val_ids) >= 2 else None
-    return RunData(tok, streams, val, cfg)
+    return RunData(tok, streams, val, cfg, msg.get("starts"))
 
 
 class NullLog:

@@ -356,6 +356,18 @@ class Model:
             total += loss
         return total, n
 
+    def eval_streams(self, ids, batch_size: int, seq_len: int) -> dict:
+        """Metrics over ids (N,) scored as training scores its validation split: ``batch_size``
+        contiguous streams, each from a zero state, in windows of ``seq_len`` (``train.evaluate_ids``).
+        A run's ``--split`` evaluated this way with the run's batch size and window length gives the
+        numbers of its training log; ``eval_ids`` (one stream) is a little lower, fewer fresh starts."""
+        from .train import evaluate_ids
+
+        ids = np.asarray(ids)
+        if ids.size < 2:
+            raise UsageError("the text is too short to evaluate: it needs at least 2 characters")
+        return _metrics(evaluate_ids(self.model, ids, batch_size, seq_len) * (ids.size - 1), ids.size - 1)
+
     def eval_ids(self, ids) -> dict:
         """Metrics over ids (N,), N >= 2 (see the module docstring)."""
         total, n = self.nats(ids)
@@ -387,11 +399,23 @@ class Model:
 
 
 def split_ids(run_dir, split: str, tokenizer, notice: Callable | None = None) -> np.ndarray:
-    """Ids of a run's ``val`` or ``test`` split, rebuilt from RUN_DIR/config.json and the run's corpus."""
+    """Ids of a run's ``val`` or ``test`` split: the characters its training used (see ``run_split``)."""
+    return run_split(run_dir, split, tokenizer, notice)[0]
+
+
+def run_split(run_dir, split: str, tokenizer, notice: Callable | None = None) -> tuple[np.ndarray, dict]:
+    """(ids (N,) int32 of a run's ``val`` or ``test`` split, the run's saved train config).
+
+    The ids are exactly those the training split off: RUN_DIR/ids.npy (the corpus as the run encoded
+    it) cut by the run's --val-frac/--test-frac/--val-split; with --val-split each over several
+    sources, the sources are read again to find where each begins.
+    """
     import json
     import os
+    import tempfile
 
     from . import corpus, rundir
+    from .finetune import with_policy
 
     if split not in ("val", "test"):
         raise UsageError(f"unknown split {split!r}: choose val or test")
@@ -407,23 +431,34 @@ def split_ids(run_dir, split: str, tokenizer, notice: Callable | None = None) ->
                              "training corpus, so no val/test split; pass --file TEXT instead of --split")
         data, train = saved["corpus"], saved["train"]
         sources = list(data["sources"])
+        val_frac, test_frac = float(train.get("val_frac", 0.0)), float(train.get("test_frac", 0.0))
     except FileNotFoundError:
         raise UsageError(f"{run_dir} has no config.json, so its corpus split is unknown: "
                          "pass --file TEXT instead of --split") from None
     except (ValueError, KeyError, TypeError) as e:
         raise UsageError(f"{path} is not a valid run config ({e}): pass --file TEXT instead of --split") from None
-    if "-" in sources:
-        raise UsageError("the run was trained on stdin, which cannot be read again: pass --file TEXT")
-    opts = {k: data[k] for k in ("encoding", "errors", "glob") if data.get(k) is not None}
-    text = corpus.read_sources(sources, notice=notice, **opts)
-    ids = corpus.encode_corpus(getattr(text, "text", text), tokenizer)
-    _, val, test = corpus.split_ids(ids, float(train.get("val_frac", 0.0)), float(train.get("test_frac", 0.0)))
-    part = val if split == "val" else test
+    each = train.get("val_split", "tail") == "each"
+    ids_path = os.path.join(run_dir, rundir.IDS)
+    starts = None
+    with tempfile.TemporaryDirectory(prefix="charlm-split-") as tmp:
+        if os.path.exists(ids_path) and not (each and len(sources) > 1 and corpus.rereadable(sources)):
+            ids = np.load(ids_path, mmap_mode="r", allow_pickle=False)
+        elif not corpus.rereadable(sources):
+            raise UsageError("the run was trained on stdin, which cannot be read again, and its ids.npy is "
+                             "gone: pass --file TEXT")
+        else:
+            opts = {k: data[k] for k in ("encoding", "errors", "glob") if data.get(k) is not None}
+            starts = [] if each else None
+            enc = with_policy(tokenizer, data.get("unknown", "error"))
+            ids, _, _ = corpus.load_ids(sources, out=os.path.join(tmp, "ids.npy"), tokenizer=enc,
+                                        notice=notice, starts=starts, **opts)
+        _, val, test = corpus.split_ids(ids, val_frac, test_frac, starts=starts or None)
+        part = np.array(val if split == "val" else test, dtype=np.int32)
     if len(part) < 2:
         frac = "val_frac" if split == "val" else "test_frac"
         raise UsageError(f"the run's {split} split holds {len(part)} characters ({frac} = "
                          f"{train.get(frac, 0.0)}): nothing to evaluate; pass --file TEXT")
-    return np.asarray(part, dtype=np.int32)
+    return part, train
 
 
 def _metrics(total: float, n: int) -> dict:

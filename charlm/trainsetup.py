@@ -163,6 +163,7 @@ class RunData:
     streams: object
     val: np.ndarray | None
     train_cfg: TrainConfig
+    starts: list | None = None  # --val-split each: id offset where each source begins
 
 
 def build_data(spec: RunSpec, *, notice) -> RunData:
@@ -189,6 +190,7 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
     else:
         enc = tok
     ids_path = os.path.join(spec.run_dir, rundir.IDS)
+    starts = [] if spec.train.val_split == "each" else None
     if spec.resumed and tok is not None and not corpus.rereadable(d.sources):
         ids, built = corpus.load_saved_ids(ids_path, tok), tok  # stdin or a pipe: the text is in RUN/ids.npy
     else:
@@ -197,7 +199,8 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
             ids, built, _ = corpus.load_ids(list(d.sources), out=ids_path, tokenizer=enc,
                                             level=d.level, normalize=d.normalize,
                                             max_vocab=d.vocab_cap if capped else None,
-                                            unknown="replace" if capped else "error", stdin=stdin, **read)
+                                            unknown="replace" if capped else "error", stdin=stdin,
+                                            starts=starts, **read)
         except UnknownSymbolsError as e:
             if not spec.resumed:
                 raise
@@ -212,7 +215,8 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
                          "symbols to one unknown id")
     spec.fingerprint = "sha256:" + hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest()[:32]
     cfg = spec.train
-    train_ids, val_ids, _ = corpus.split_ids(ids, cfg.val_frac, cfg.test_frac)
+    starts = starts or None  # none recorded (text read back from ids.npy): one source
+    train_ids, val_ids, _ = corpus.split_ids(ids, cfg.val_frac, cfg.test_frac, starts=starts)
     if spec.autosize and spec.choice is None:
         _choose_size(spec, len(train_ids), len(tok), notice)
     spec.model = ModelConfig(vocab_size=len(tok), **spec.model_options)
@@ -231,9 +235,19 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
     if cfg.val_frac > 0 and val is None:
         notice("validation split is too small to evaluate; model.safetensors will hold the latest weights")
     notice(f"corpus: {len(ids):,} characters, vocabulary {len(tok)}, "
-           f"{len(train_ids):,} train / {0 if val is None else len(val):,} validation")
+           f"{len(train_ids):,} train / {0 if val is None else len(val):,} validation"
+           + (f" ({val_where(cfg, starts)})" if cfg.val_frac > 0 else ""))
     spec.train = cfg
-    return RunData(tok, streams, val, cfg)
+    return RunData(tok, streams, val, cfg, starts)
+
+
+def val_where(cfg: TrainConfig, starts) -> str:
+    """Where the validation text comes from, in words (printed when a run starts)."""
+    pct = f"{cfg.val_frac:.0%}" if cfg.val_frac * 100 == int(cfg.val_frac * 100) else f"{cfg.val_frac:g}"
+    if cfg.val_split == "each":
+        n = len(starts) if starts else 1
+        return f"--val-split each: the last {pct} of each of the {n} source{'s' * (n != 1)}"
+    return f"--val-split tail: the last {pct} of the concatenated corpus"
 
 
 def preview_choice(spec: RunSpec, *, notice) -> None:

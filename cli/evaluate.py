@@ -42,7 +42,8 @@ def read_text(path: str, encoding: str, max_bytes: int | None = None) -> str:
 @_MODEL
 @click.option("--file", "-f", "file", default=None, metavar="FILE", help="Text to evaluate ('-' = stdin).")
 @click.option("--split", type=click.Choice(["val", "test"]), default=None,
-              help="Evaluate the run's own validation or test split (needs RUN_DIR/config.json).")
+              help="Evaluate the run's own validation or test split (needs RUN_DIR/config.json), scored "
+                   "as the training log scores it, so --split val matches the log's val loss.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --file.")
 @click.option("--unknown", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="Characters the model never saw: fail, or leave them out (and say how many).")
@@ -53,17 +54,24 @@ def read_text(path: str, encoding: str, max_bytes: int | None = None) -> str:
 def eval_cmd(model, file, split, encoding, unknown, as_json, max_bytes):
     """Loss of a model on a text: nats per character, bits per character, perplexity.
 
-    Every character after the first is predicted from its whole prefix (state carried from the
-    start of the text); 'chars' counts the characters predicted.
+    --file: every character after the first is predicted from its whole prefix (one state carried
+    from the start of the text). --split: the run's own split, scored as the training log scores
+    validation (--batch-size contiguous streams, each from a zero state), so the numbers agree with
+    the log for the same model; one carried state gives a slightly lower loss on the same text.
+    'chars' counts the characters predicted.
     """
-    from charlm.generate import load, split_ids
+    from charlm.generate import load, run_split
 
     if (file is None) == (split is None):
         raise UsageError("say what to evaluate: --file FILE or --split val|test (one of them)")
     m = load(model)
     if split is not None:
-        ids = split_ids(model, split, m.tokenizer, notice)
-        res = m.eval_ids(ids)
+        ids, train = run_split(model, split, m.tokenizer, notice)
+        B, T = int(train.get("batch_size", 64)), int(train.get("seq_len", 100))
+        res = m.eval_streams(ids, B, T)
+        streams = min(B, max(1, (ids.size - 1) // T))
+        notice(f"--split {split}: scored as the training log scores validation ({streams} streams of the "
+               f"run's --batch-size {B}, each from a zero state, windows of {T})")
     else:
         res = m.eval(read_text(file, encoding, max_bytes), unknown=unknown, notice=notice)
     out = {k: res[k] for k in ("loss_nats", "bpc", "perplexity", "chars")}

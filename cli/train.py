@@ -56,6 +56,9 @@ OPTIONS = [
     _opt("--seq-len", type=int, help="Window length T for truncated BPTT.", default=_T.seq_len),
     _opt("--batch-size", type=int, help="Parallel streams B.", default=_T.batch_size),
     _opt("--val-frac", type=float, help="Fraction held out for validation (at the end).", default=_T.val_frac),
+    _opt("--val-split", type=click.Choice(["tail", "each"]),
+         help="Where --val-frac/--test-frac come from: the tail of the concatenated corpus, or the tail of "
+              "each source (file) in the same proportion.", default=_T.val_split),
     _opt("--test-frac", type=float, help="Fraction held out for testing (after validation).", default=0.0),
     _opt("--level", type=click.Choice(["char", "byte"]), help="Tokenize characters or UTF-8 bytes.", default="char"),
     _opt("--normalize", type=click.Choice(["NFC"]), help="Unicode-normalize the text first."),

@@ -110,7 +110,8 @@ def test_eval_split_and_errors(run_dir, tmp_path):
     m = load(run_dir)
     ids = m.tokenizer.encode(TEXT)
     val = ids[len(ids) - int(len(ids) * 0.25):]
-    assert json.loads(r.stdout)["loss_nats"] == pytest.approx(m.eval_ids(val)["loss_nats"])
+    # scored like the training log's validation: the run's --batch-size streams (64 by default)
+    assert json.loads(r.stdout)["loss_nats"] == pytest.approx(m.eval_streams(val, 64, 100)["loss_nats"])
     assert json.loads(r.stdout)["chars"] == val.size - 1
     r = run("eval", run_dir, "--split", "test")
     assert r.exit_code == 2 and "test_frac" in r.stderr

@@ -316,3 +316,16 @@ def test_count_sources_and_vocab_stats(tmp_path):
                                   "unknown_symbols": 2, "unknown_fraction": 2 / 7}
     bcounts, _ = count_sources([str(p)], level="byte")
     assert vocab_stats(bcounts, level="byte")["vocab_size"] == 4
+
+
+def test_val_split_each_takes_the_tail_of_every_source(tmp_path):
+    a, b = write(tmp_path / "a.txt", "a" * 100), write(tmp_path / "b.txt", "b" * 50)
+    starts = []
+    ids, tok, names = load_ids([str(a), str(b)], out=tmp_path / "ids.npy", starts=starts)
+    assert starts == [0, 100] and len(ids) == 150
+    train, val, test = split_ids(ids, 0.1, 0.1, starts=starts)
+    A, B = tok.encode("a")[0], tok.encode("b")[0]
+    assert list(val) == [A] * 10 + [B] * 5 and list(test) == [A] * 10 + [B] * 5 and len(train) == 120
+    tail = split_ids(ids, 0.1, 0.1)                          # the default: the end of the concatenation
+    assert set(tail[1].tolist()) == {B} and len(tail[1]) == 15
+    assert [len(p) for p in split_ids(ids, 0.1, 0.1, starts=[0])] == [len(p) for p in tail]

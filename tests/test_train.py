@@ -236,3 +236,28 @@ def test_byte_level_run_holds_all_256_bytes(corpus, tmp_path):
     r = CliRunner().invoke(cli, ["sample", str(out), "--prime", "never seen ∑", "-n", "3", "--seed", "1"])
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("never seen ∑")
+
+
+@pytest.mark.parametrize("val_split", ["tail", "each"])
+def test_eval_split_val_matches_the_training_log(corpus, tmp_path, val_split):
+    """`charlm eval RUN --split val` gives the log's best validation loss: same characters, same scoring."""
+    other = tmp_path / "other.txt"
+    other.write_text(TEXT[::-1], encoding="utf-8")
+    out = tmp_path / "run"
+    notes = []
+    train([corpus, str(other)], {**TINY, "max_steps": 20, "val_split": val_split, "out": str(out)},
+          notice=notes.append)
+    where = {"tail": "--val-split tail: the last 10% of the concatenated corpus",
+             "each": "--val-split each: the last 10% of each of the 2 sources"}[val_split]
+    assert any(where in n for n in notes), notes
+    best = min(r["val_loss"] for r in metrics(out) if "val_loss" in r)
+    r = CliRunner().invoke(cli, ["eval", str(out), "--split", "val", "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert got["loss_nats"] == pytest.approx(best, rel=1e-5) and "scored as the training log" in r.stderr
+    n = len(TEXT)
+    assert got["chars"] == (2 * int(n * 0.1) if val_split == "each" else int(2 * n * 0.1)) - 1
+    from charlm.generate import load
+
+    one_stream = load(out).eval_ids(load(out).tokenizer.encode(TEXT[::-1][-int(n * 0.1):]))
+    assert one_stream["chars"] == int(n * 0.1) - 1   # --file scoring: one state through the text
