@@ -191,3 +191,13 @@ def test_cli_training_ends_with_the_choice_line_first_and_a_verdict_last(corpus,
     lines = r.stderr.strip().splitlines()
     assert sum("pass --layers/--hidden to choose yourself" in line for line in lines) == 1
     assert lines[-1].startswith("val ") and " bpc: " in lines[-1]
+
+
+def test_a_size_in_the_toml_config_counts_as_given(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(autosize, "choose", never)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[model]\nhidden = 12\n", encoding="utf-8")
+    r = CliRunner().invoke(cli, ["train", corpus, "--config", str(cfg), "--max-steps", "2", "--print-config"])
+    assert r.exit_code == 0, r.output
+    conf = json.loads(r.stdout)
+    assert "autosize" not in conf and conf["model"]["hidden"] == 12
