@@ -47,6 +47,14 @@ def fast(args: list[str]) -> list[str]:
     return args + extra + budget + ["--threads", "1"]   # tiny steps on a shared machine: no thread hand-offs
 
 
+def redirected(args: list[str]) -> tuple[list[str], bytes | None]:
+    """The shell's `< FILE`: the arguments without it, and the file's bytes as stdin."""
+    if "<" not in args:
+        return args, None
+    i = args.index("<")
+    return args[:i] + args[i + 2:], Path(args[i + 1]).read_bytes()
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     from charlm.sources import read_sources
@@ -60,6 +68,7 @@ def workdir(tmp_path, monkeypatch):
     Path("start.txt").write_text(py[:40])
     Path("held_out.py").write_text(py[-400:])
     Path("suspicious.txt").write_text(py[1000:1300])
+    Path("some.txt").write_text(py[2000:2300])
     Path("mynotes.txt").write_text(py[:2000] + " ∑ new symbols ∑ " * 20)
     return tmp_path
 
@@ -73,7 +82,8 @@ def test_tutorial_commands_run_as_written(workdir):
         if args[0] == "import":   # the state dict and vocabulary of a PyTorch model: here, those of runs/py
             shutil.copy("runs/py/model.safetensors", "torch_state.safetensors")
             shutil.copy("runs/py/tokenizer.json", "tokenizer.json")
-        r = runner.invoke(cli, fast(args))
+        args, stdin = redirected(args)
+        r = runner.invoke(cli, fast(args), input=stdin)
         assert r.exit_code == 0, (args, r.output, r.exception)
         if "--stop" in args:      # "\n\n" is a blank line: every sample ends at its first one, or runs to the end
             samples = r.stdout.split(SEPARATOR)
