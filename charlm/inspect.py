@@ -60,7 +60,7 @@ class Layer:
     params: int
 
 
-def layers(config: ModelConfig, *, keras: bool = False) -> list[Layer]:
+def layers(config: ModelConfig, *, keras: bool = False, reset_after: bool = True) -> list[Layer]:
     """The layers of a CharLM in order, with output shapes (time-major) and parameter counts."""
     V, E, H = config.vocab_size, config.embed, config.hidden
     out = []
@@ -72,19 +72,49 @@ def layers(config: ModelConfig, *, keras: bool = False) -> list[Layer]:
     for k in range(config.layers):
         inp = config.input_size if k == 0 else H
         out.append(Layer(f"{name} (layer {k})", ("seq", "batch", H),
-                         recurrent_params(config.cell, inp, H, keras=keras)))
+                         recurrent_params(config.cell, inp, H, keras=keras, reset_after=reset_after)))
         if config.dropout > 0 and k < config.layers - 1:
             out.append(Layer(f"Dropout ({config.dropout:g})", ("seq", "batch", H), 0))
     out.append(Layer("Dense (head)", ("seq", "batch", V), dense_params(H, V)))
     return out
 
 
-def model_summary(config: ModelConfig, *, keras: bool = False) -> dict:
+def seq_layers(config, *, keras: bool = False, reset_after: bool = True) -> list[Layer]:
+    """The layers of a classifier / tagger (``charlm.models.sequence.SeqConfig``); Bidirectional
+    layers count both directions (Keras: Bidirectional(LSTM(50)) on 50 inputs = 40,400)."""
+    c = config
+    E, H = c.embed, c.hidden
+    per_step = c.task == "tag"
+    out = [Layer("Embedding", ("seq", "batch", E), embedding_params(c.vocab_size, E)) if E > 0
+           else Layer("One-hot input", ("seq", "batch", c.vocab_size), 0)]
+    name = "SimpleRNN" if keras and c.cell == "rnn" else c.cell.upper()
+    F = E if E > 0 else c.vocab_size
+    for k in range(c.layers):
+        if k > 0 and c.dropout > 0:
+            out.append(Layer(f"Dropout ({c.dropout:g})", ("seq", "batch", F), 0))
+        n = recurrent_params(c.cell, F, H, keras=keras, reset_after=reset_after)
+        last = k == c.layers - 1 and not per_step and c.pool == "last"
+        F = 2 * H if c.bidirectional else H
+        shape = ("batch", F) if last else ("seq", "batch", F)
+        out.append(Layer(f"Bidirectional({name}) (layer {k})" if c.bidirectional else f"{name} (layer {k})",
+                         shape, 2 * n if c.bidirectional else n))
+    if not per_step and c.pool == "mean":
+        out.append(Layer("Mean pooling", ("batch", F), 0))
+    lead = ("seq", "batch") if per_step else ("batch",)
+    if c.dense > 0:
+        out.append(Layer("Dense (fc, relu)", lead + (c.dense,), dense_params(F, c.dense)))
+        F = c.dense
+    units = 1 if c.head == "sigmoid" else c.num_labels
+    out.append(Layer(f"Dense (head, {c.head})", lead + (units,), dense_params(F, units)))
+    return out
+
+
+def model_summary(config: ModelConfig, *, keras: bool = False, reset_after: bool = True) -> dict:
     """{"layers": [{"name", "shape", "params"}], "total_params", "counting", "config"}."""
-    table = layers(config, keras=keras)
+    table = layers(config, keras=keras, reset_after=reset_after)
     return {"layers": [{**asdict(layer), "shape": list(layer.shape)} for layer in table],
             "total_params": sum(layer.params for layer in table),
-            "counting": "keras" if keras else "pytorch",
+            "counting": "keras" if keras else "pytorch", "reset_after": reset_after,
             "config": config.to_dict()}
 
 
@@ -205,12 +235,25 @@ def run_dir_of(path) -> Path | None:
     return p.parent if p.name == MODEL_NAME else None
 
 
-def summarize(path, *, keras: bool = False) -> dict:
+def summarize(path, *, keras: bool = False, reset_after: bool = True) -> dict:
     """{"path", "model": model_summary, "training": training_summary} of a RUN_DIR or model file."""
     from .checkpoint import load_model, resolve_model_path
     from .errors import CheckpointError
 
     _, meta = load_model(path)
+    if meta["model_config"].get("task") in ("classify", "tag"):
+        from .models.sequence import SeqConfig
+
+        config = SeqConfig.from_dict(meta["model_config"])
+        table = seq_layers(config, keras=keras, reset_after=reset_after)
+        extra = meta.get("extra") or {}
+        return {"path": str(resolve_model_path(path)),
+                "model": {"layers": [{**asdict(x), "shape": list(x.shape)} for x in table],
+                          "total_params": sum(x.params for x in table),
+                          "counting": "keras" if keras else "pytorch", "reset_after": reset_after,
+                          "config": config.to_dict()},
+                "training": {"labels": extra.get("labels"), "task_name": extra.get("task_name"),
+                             "metrics": extra.get("metrics")}}
     try:
         config = ModelConfig.from_dict(meta["model_config"])
     except (UsageError, TypeError) as e:
@@ -219,7 +262,7 @@ def summarize(path, *, keras: bool = False) -> dict:
     run_dir = run_dir_of(path)
     metrics = read_metrics(run_dir) if run_dir is not None else None
     state = checkpoint_state(run_dir) if run_dir is not None else None
-    return {"path": str(resolve_model_path(path)), "model": model_summary(config, keras=keras),
+    return {"path": str(resolve_model_path(path)), "model": model_summary(config, keras=keras, reset_after=reset_after),
             "training": training_summary(config, meta.get("extra", {}), metrics, state)}
 
 
@@ -243,8 +286,38 @@ def _duration(seconds: float) -> str:
     return fmt_duration(seconds) if seconds >= 1 else f"{seconds:.2f}s"
 
 
+def format_seq_summary(s: dict) -> str:
+    m, t, c = s["model"], s["training"], s["model"]["config"]
+    emb = f"embedding {c['embed']}" if c["embed"] else "one-hot input"
+    what = "classifier" if c["task"] == "classify" else "tagger"
+    if t["task_name"]:
+        what += f" (--task {t['task_name']})"
+    rule, bold = "_" * 66, "=" * 66
+    lines = [f"Model: {s['path']}",
+             f"{what}: {'bidirectional ' if c['bidirectional'] else ''}{c['cell']}, {c['layers']} x {c['hidden']} "
+             f"hidden, {emb}, vocabulary {c['vocab_size']}, {c['num_labels']} labels",
+             rule, f" {'Layer (type)':<34}{'Output Shape':<18}{'Param #':>12}", bold]
+    for layer in m["layers"]:
+        lines.append(f" {layer['name']:<34}{_shape(layer['shape']):<18}{layer['params']:>12,}")
+    lines += [bold, f"Total params: {m['total_params']:,} ({_size(m['total_params'] * 4)} as float32)"]
+    if m["counting"] == "keras":
+        gru = f" (GRU as reset_after={m['reset_after']})" if c["cell"] == "gru" else ""
+        lines.append(f"Counted as Keras does: one bias per gate block{gru}.")
+    else:
+        lines.append("Counted as PyTorch does (two biases per gate block); --keras counts one.")
+    met = t.get("metrics") or {}
+    if t.get("labels"):
+        lines += [rule, f"  labels              {', '.join(t['labels'])}"]
+    if met.get("accuracy") is not None:
+        lines.append(f"  {met.get('split', 'val')} accuracy{'':<7}{met['accuracy']:.4f}  macro-F1 {met['macro_f1']:.4f}"
+                     f"  after {met.get('steps', '?')} steps")
+    return "\n".join(lines)
+
+
 def format_summary(s: dict) -> str:
     """The human-readable ``charlm info`` text of a ``summarize`` result."""
+    if "task" in s["model"]["config"]:
+        return format_seq_summary(s)
     m, t, c = s["model"], s["training"], s["model"]["config"]
     emb = f"embedding {c['embed']}" if c["embed"] else "one-hot input"
     rule, bold = "_" * 66, "=" * 66
@@ -256,6 +329,8 @@ def format_summary(s: dict) -> str:
     lines += [bold, f"Total params: {m['total_params']:,} ({_size(m['total_params'] * 4)} as float32)"]
     if m["counting"] == "keras":
         gru = " (GRU as reset_after=True: two)" if c["cell"] == "gru" else ""
+        if c["cell"] == "gru" and not m.get("reset_after", True):
+            gru = " (GRU as reset_after=False)"
         lines.append(f"Counted as Keras does: one bias per gate block{gru}.")
     else:
         lines.append("Counted as PyTorch does (two biases per gate block); --keras counts one.")

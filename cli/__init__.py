@@ -33,6 +33,8 @@ COMMANDS = {
     "plot": "plot:plot",
     "import": "interop:import_cmd",
     "seq2seq": "seq2seq:seq2seq",
+    "classify": "classify:classify",
+    "tag": "tag:tag",
 }
 
 

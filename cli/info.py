@@ -11,9 +11,11 @@ from .output import emit_json
 @click.argument("model", metavar="RUN_DIR|MODEL.safetensors", type=click.Path(exists=True))
 @click.option("--keras", is_flag=True,
               help="Count parameters as Keras does (one bias per gate block) instead of as PyTorch does.")
+@click.option("--reset-after/--no-reset-after", default=True, show_default=True,
+              help="With --keras: count GRU layers as Keras's reset_after=True (two biases) or False (one).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print one JSON object: {"path", "model": {"layers", "total_params", ...}, "training": {...}}.')
-def info(model, keras, as_json):
+def info(model, keras, reset_after, as_json):
     """Show a model's layers (output shape, parameters) and its training summary.
 
     Shapes are time-major: (seq, batch, features). The training summary comes from the model
@@ -24,7 +26,9 @@ def info(model, keras, as_json):
     if _is_seq2seq(model):
         from charlm.seq2seq_run import format_summary
         from charlm.seq2seq_run import summary as summarize
-    s = summarize(model, keras=keras)
+        s = summarize(model, keras=keras)
+    else:
+        s = summarize(model, keras=keras, reset_after=reset_after)
     if as_json:
         emit_json(s)
     else:
