@@ -271,7 +271,7 @@ def _choose_size(spec: RunSpec, train_chars: int, vocab: int, notice) -> None:
     """Budget-aware model size (charlm.autosize); explicit options are never replaced."""
     from . import autosize
 
-    m = ModelConfig(vocab_size=vocab, **spec.model_options)
+    m = ModelConfig(vocab_size=vocab, **{"cell": autosize.CELL, **spec.model_options})
     choice = autosize.choose(spec.train, cell=m.cell, embed=m.embed, vocab=vocab, train_chars=train_chars,
                              device=spec.device)
     spec.model_options.update({k: v for k, v in choice.model_options.items() if k not in spec.explicit})

@@ -105,10 +105,10 @@ def test_choice_is_printed_recorded_and_kept_on_resume(corpus, tmp_path, monkeyp
     res = train([corpus], {**SMALL, "max_steps": 3, "out": out}, notice=said.append)
     assert res.status == "finished"
     lines = [s for s in said if "pass --layers/--hidden to choose yourself" in s]
-    assert len(lines) == 1 and lines[0].startswith("3 steps: lstm 1x128")
+    assert len(lines) == 1 and lines[0].startswith("3 steps: gru 1x128")
     saved = config_json(out)
     assert saved["autosize"]["line"] == lines[0]
-    assert (saved["model"]["layers"], saved["model"]["hidden"]) == (1, 128)
+    assert (saved["model"]["cell"], saved["model"]["layers"], saved["model"]["hidden"]) == ("gru", 1, 128)
     assert (saved["autosize"]["layers"], saved["autosize"]["hidden"]) == (1, 128)
 
     monkeypatch.setattr(autosize, "choose", never)  # resuming with a bigger budget never re-chooses
