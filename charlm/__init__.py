@@ -4,7 +4,7 @@ Public API (imported lazily, so ``import charlm`` is cheap):
     CharTokenizer            the char/byte tokenizer
     ModelConfig, TrainConfig, SampleConfig
     load(path)               a trained model: .sample(), .eval(), .score(), .tokenizer
-    train(corpus, ...)       train a model (what ``charlm train`` runs)
+    train(data=, model=, train=, out=)   train a model (what ``charlm train`` runs); typed configs or dicts
 """
 
 from __future__ import annotations

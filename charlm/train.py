@@ -18,6 +18,7 @@ uninterrupted run (same machine and thread count).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import signal
@@ -44,12 +45,54 @@ class TrainResult:
     exit_code: int = 0
 
 
-def train(sources=(), options: dict | None = None, *, resume: str | None = None, notice=None) -> TrainResult:
-    """Train a model (what ``charlm train`` runs). ``options`` uses the CLI flags' names
-    with underscores (``hidden``, ``max_steps``, ``out``, ...); ``resume`` names a run directory."""
+def train(sources=(), options: dict | None = None, *, data=None, model: ModelConfig | dict | None = None,
+          train: TrainConfig | dict | None = None, out=None, resume: str | None = None, notice=None) -> TrainResult:
+    """Train a model (what ``charlm train`` runs).
+
+    Typed: ``train(data=DataConfig(sources=...) | path | [paths], model=ModelConfig(...),
+    train=TrainConfig(...), out=RUN_DIR)``; each may also be a dict of the same field names. A
+    ModelConfig is taken whole (its vocab_size is ignored: the corpus decides it); of a
+    TrainConfig/DataConfig only the fields that differ from the defaults count as chosen.
+    ``options`` (the CLI flags' names with underscores: ``hidden``, ``max_steps``, ``out``, ...)
+    still works and wins over the typed arguments; ``resume`` names a run directory.
+    """
     notice = notice or (lambda msg: None)
-    spec = prepare_run(list(sources), dict(options or {}), resume=resume, notice=notice)
+    sources, opts = list(sources), {}
+    if isinstance(data, (str, os.PathLike, list, tuple)):
+        sources += [os.fspath(p) for p in ([data] if isinstance(data, (str, os.PathLike)) else data)]
+    elif data is not None:
+        d = _config_options(data, DataConfig)
+        sources += list(d.pop("sources", ()))
+        opts.update(d)
+    if model is not None:
+        opts.update({k: v for k, v in _config_options(model, ModelConfig, whole=True).items() if k != "vocab_size"})
+    if train is not None:
+        opts.update(_config_options(train, TrainConfig))
+    if out is not None:
+        opts["out"] = os.fspath(out)
+    opts.update(options or {})
+    spec = prepare_run(sources, opts, resume=resume, notice=notice)
     return Trainer(spec, notice=notice).run()
+
+
+def _config_options(cfg, cls, *, whole: bool = False) -> dict:
+    """The option dict of a config object (its non-default fields, or all of them) or of a dict."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    if isinstance(cfg, dict):
+        unknown = sorted(set(cfg) - names)
+        if unknown:
+            raise UsageError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+        return dict(cfg)
+    if not isinstance(cfg, cls):
+        raise UsageError(f"expected a {cls.__name__} or a dict, not {type(cfg).__name__}")
+    out = {}
+    for f in dataclasses.fields(cls):
+        v = getattr(cfg, f.name)
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        if whole or v != default:
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+    return out
 
 
 class _Stop:
