@@ -19,10 +19,19 @@ from .output import notice
 @click.option("--height", type=click.IntRange(min=4, max=200), default=15, show_default=True,
               help="Text chart height in lines.")
 @click.option("--title", default=None, help="PNG title (default: the run directory's name).")
-def plot(run_dir, out, x, width, height, title):
-    """Plot the learning curves in RUN_DIR/metrics.jsonl: train and validation bits per character."""
+@click.option("--attention-map", "attention_map", default=None, metavar="SOURCE",
+              help="seq2seq runs: the attention weights for translating SOURCE (a heatmap with -o, else text).")
+@click.option("--target", default=None, help="--attention-map: the target to attend with (default: the model's "
+                                             "greedy translation).")
+def plot(run_dir, out, x, width, height, title, attention_map, target):
+    """Plot the learning curves in RUN_DIR/metrics.jsonl: train and validation bits per character.
+
+    With --attention-map SOURCE (a seq2seq run), plot its attention over SOURCE instead.
+    """
     from charlm.plotting import load_curves, save_png, terminal_chart
 
+    if attention_map is not None:
+        return _attention(run_dir, out, attention_map, target, title)
     if out:
         from charlm.rundir import check_output_path
 
@@ -33,3 +42,18 @@ def plot(run_dir, out, x, width, height, title):
         notice(f"wrote {path}")
     else:
         click.echo(terminal_chart(curves, x=x, width=width, height=height))
+
+
+def _attention(run_dir, out, source, target, title):
+    from charlm import attention_map as amap
+    from charlm.errors import UsageError
+    from charlm.seq2seq_run import load
+
+    tr = load(run_dir)
+    if tr.config.attention == "none":
+        raise UsageError(f"{run_dir} was trained with --attention none: it has no attention to plot")
+    weights, source, target = tr.attention_map(source, target)
+    if out:
+        notice(f"wrote {amap.save_png(weights, source, target, out, title=title)}")
+    else:
+        click.echo(amap.text_heatmap(weights, source, target))

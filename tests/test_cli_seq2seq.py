@@ -76,3 +76,26 @@ def test_bad_inputs_are_one_line_errors(run_dir, tmp_path):
     assert_clean_error(run("seq2seq", "translate", run_dir, "abc", "--beam", 0), 2, "--beam")
     assert_clean_error(run("seq2seq", "train", "reverse:n=50", "-o", tmp_path / "z", "--attention", "dot",
                            "--bidirectional", "--max-steps", 1), 2, "--attention dot")
+
+
+def test_plot_attention_map_text_and_png(run_dir, tmp_path):
+    r = run("plot", run_dir, "--attention-map", "abc")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.rstrip("\n").split("\n")
+    target = load(run_dir).translate("abc")
+    assert lines[0].strip() == "abc" and len(lines) == 1 + len(target) + 1 and lines[-1].startswith("EOS")
+    r = run("plot", run_dir, "--attention-map", "abc", "--target", "cba")
+    assert [ln[0] for ln in r.stdout.split("\n")[1:4]] == ["c", "b", "a"]
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "att.png"
+    r = run("plot", run_dir, "--attention-map", "abc", "-o", png)
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_attention_map_of_a_model_without_attention(tmp_path):
+    d = tmp_path / "none"
+    r = run("seq2seq", "train", "reverse:n=40,max_len=3", "-o", d, "--hidden", 8, "--embed", 4, "--max-steps", 2,
+            "--attention", "none")
+    assert r.exit_code == 0, r.output
+    assert_clean_error(run("plot", d, "--attention-map", "abc"), 2, "--attention none")
