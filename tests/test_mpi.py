@@ -41,7 +41,7 @@ def env():
     return e
 
 
-def charlm(args, ranks: int = 1, timeout: float = 240, check: bool = True):
+def charlm(args, ranks: int = 1, timeout: float = 900, check: bool = True):
     cmd = [sys.executable, "-m", "charlm.cli", *args]
     if ranks > 1:
         cmd = [MPIEXEC, "-n", str(ranks), *cmd]
@@ -139,7 +139,7 @@ def test_a_killed_rank_ends_the_job_and_the_last_checkpoint_resumes(single, tmp_
     run = tmp_path / "killed"
     proc = _start(run)
     try:
-        assert _wait_for(lambda: (run / "checkpoint.safetensors").exists(), 120), "no checkpoint was written"
+        assert _wait_for(lambda: (run / "checkpoint.safetensors").exists(), 600), "no checkpoint was written"
         pids = _rank_pids(str(run))
         assert 1 in pids, pids
         os.kill(pids[1], signal.SIGKILL)
@@ -166,7 +166,7 @@ def test_sigterm_to_the_job_saves_one_checkpoint_and_exits_143(single, tmp_path)
     run = tmp_path / "term"
     proc = _start(run)
     try:
-        assert _wait_for(lambda: (run / "checkpoint.safetensors").exists(), 120)
+        assert _wait_for(lambda: (run / "checkpoint.safetensors").exists(), 600)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 143, err[-2000:]
