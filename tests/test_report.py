@@ -8,6 +8,7 @@ $CHARLM_TEST_ARTIFACTS (default: test-artifacts/ at the repository root, not com
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -162,6 +163,16 @@ def test_text_features():
     assert f["after_newline"] == [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1]
 
 
+def test_byte_level_tokens_show_whole_characters():
+    text = "h\u00e9 (\u00fc) \U0001f44b\n"
+    tok = CharTokenizer.from_text(text, level="byte")
+    cfg = ModelConfig(cell="gru", vocab_size=len(tok), embed=4, hidden=6, layers=1)
+    d = build(Model(CharLM(cfg, seed=1), tok), tok.encode(text))
+    assert len(d["tokens"]) == len(text.encode()) and "".join(d["tokens"]) == text
+    assert d["tokens"][1:3] == ["", "\u00e9"]                     # the character on its last byte
+    assert np.isfinite(d["surprisal_bits"]).all() and d["predicted"] == len(text.encode())
+
+
 def test_gate_saturation_fractions():
     m = _model("gru", layers=1)
     d = build(m, m.tokenizer.encode("ab(c)d\n" * 10))
@@ -249,17 +260,11 @@ def _chromium() -> str:
     return exe
 
 
-def test_page_in_a_headless_browser(bracket_run, bracket_text, tmp_path):
+@contextlib.contextmanager
+def _browser_page():
+    """(page, errors, requests) in a fresh headless Chromium profile; skips when there is no browser."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install playwright")
     exe = _chromium()
-    text = bracket_text[:3000]
-    src = tmp_path / "t.txt"
-    src.write_text(text, encoding="utf-8")
-    page_path = tmp_path / "report.html"
-    r = run("inspect", bracket_run, src, "-o", page_path)
-    assert r.exit_code == 0, r.output
-    artifacts = Path(os.environ.get("CHARLM_TEST_ARTIFACTS", ROOT / "test-artifacts"))
-    artifacts.mkdir(parents=True, exist_ok=True)
     errors, requests = [], []
     with sync_api.sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
         try:
@@ -271,11 +276,31 @@ def test_page_in_a_headless_browser(bracket_run, bracket_text, tmp_path):
         page.on("console", lambda msg: errors.append(msg.text) if msg.type in ("error", "warning") else None)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("request", lambda req: requests.append(req.url))
+        try:
+            yield page, errors, requests
+        finally:
+            ctx.close()
+
+
+def _colours(spans):
+    return spans.evaluate_all("els => els.map(e => getComputedStyle(e).backgroundColor)")
+
+
+def test_page_in_a_headless_browser(bracket_run, bracket_text, tmp_path):
+    text = bracket_text[:3000]
+    src = tmp_path / "t.txt"
+    src.write_text(text, encoding="utf-8")
+    page_path = tmp_path / "report.html"
+    r = run("inspect", bracket_run, src, "-o", page_path)
+    assert r.exit_code == 0, r.output
+    artifacts = Path(os.environ.get("CHARLM_TEST_ARTIFACTS", ROOT / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with _browser_page() as (page, errors, requests):
         page.goto(page_path.as_uri())
         spans = page.locator("#text span.ch")
         assert spans.count() == len(text)
         assert page.locator("#text").text_content() == text
-        colours = spans.evaluate_all("els => els.map(e => getComputedStyle(e).backgroundColor)")
+        colours = _colours(spans)
         assert len(colours) == len(text) and all(c.startswith("rgb") for c in colours)
         assert len(set(colours)) > 5                              # surprisal varies
         assert "bits/char" in page.locator("#head").inner_text()
@@ -283,12 +308,12 @@ def test_page_in_a_headless_browser(bracket_run, bracket_text, tmp_path):
         rows = page.locator("#ranked tbody tr")
         assert rows.count() >= 10
         rows.nth(0).click()
-        after = spans.evaluate_all("els => els.map(e => getComputedStyle(e).backgroundColor)")
+        after = _colours(spans)
         assert page.locator("#mode").input_value() == "neuron"
         assert sum(a != b for a, b in zip(colours, after, strict=True)) > len(text) // 2
         assert "unit" in page.locator("#note").inner_text()
         rows.nth(1).click()
-        third = spans.evaluate_all("els => els.map(e => getComputedStyle(e).backgroundColor)")
+        third = _colours(spans)
         assert third != after
         # hover a character: its top-5 predictions with probabilities
         spans.nth(40).hover()
@@ -302,6 +327,31 @@ def test_page_in_a_headless_browser(bracket_run, bracket_text, tmp_path):
         assert page.locator("#curves svg polyline").count() == 2
         assert "Total params" in page.locator("#summary").inner_text()
         page.screenshot(path=str(artifacts / "report.png"), full_page=True)
-        ctx.close()
+    assert errors == []
+    assert requests == [page_path.as_uri()]
+
+
+def test_page_of_a_plain_rnn_without_a_run(tmp_path):
+    """No cell state, no gates, no metrics: the page still works; the unit box picks any unit."""
+    from charlm.report_html import write
+
+    m = _model("rnn", layers=2, hidden=8)
+    text = 'ab(c)d\n"e" [f{g}]  h\n' * 5
+    data = build(m, m.tokenizer.encode(text), path="untrained rnn")
+    page_path = tmp_path / "rnn.html"
+    write(data, page_path)
+    with _browser_page() as (page, errors, requests):
+        page.goto(page_path.as_uri())
+        spans = page.locator("#text span.ch")
+        assert spans.count() == len(text)
+        before = _colours(spans)
+        page.select_option("#mode", "neuron")
+        page.select_option("#layer", "1")
+        page.fill("#unit", "7")
+        after = _colours(spans)
+        assert after != before and "layer 1 hidden state unit 7" in page.locator("#note").inner_text()
+        assert page.locator("#state option").count() == 1
+        assert "no gates" in page.locator("#gates").inner_text()
+        assert "no metrics" in page.locator("#curves").inner_text()
     assert errors == []
     assert requests == [page_path.as_uri()]
