@@ -181,3 +181,22 @@ def test_attention_map_rows_are_distributions():
     a = m.attention_map(np.array([4, 5, 6, 7], np.int32), [4, 5])
     assert a.shape == (3, 4)
     np.testing.assert_allclose(a.sum(axis=1), 1.0)
+
+
+def test_scheduled_sampling_replaces_inputs_after_bos_only_on_real_positions():
+    c = CONFIGS[0]
+    m = Seq2Seq(c, seed=4, dtype=np.float64)
+    b = random_batch(c, B=3, seed=2)
+    same = m.scheduled_inputs(b, np.random.default_rng(0), 0.0)
+    np.testing.assert_array_equal(same, b.tgt_in)
+    _, logits, _ = m.forward(b)
+    pred = logits.reshape(b.tgt_in.shape + (-1,)).argmax(axis=2)
+    full = m.scheduled_inputs(b, np.random.default_rng(0), 1.0)
+    real = b.tgt_in[1:] != PAD
+    np.testing.assert_array_equal(full[0], b.tgt_in[0])                  # BOS stays
+    np.testing.assert_array_equal(full[1:][real], pred[:-1][real])        # every real input is the prediction
+    np.testing.assert_array_equal(full[1:][~real], PAD)                   # padding stays padding
+    half = m.scheduled_inputs(b, np.random.default_rng(1), 0.5)
+    assert ((half[1:] == b.tgt_in[1:]) | (half[1:] == pred[:-1])).all()
+    loss = m.train_step(b, np.random.default_rng(0), 0.5)                 # trains on the mixed inputs
+    assert np.isfinite(loss) and np.abs(m.grad_flat).sum() > 0
