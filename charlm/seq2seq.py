@@ -30,7 +30,9 @@ Decoding (greedy, sampling, beam) never emits PAD, BOS or UNK: their logits are 
 softmax (``decoder_logp``), so scores are log-probabilities of that renormalised distribution.
 
 Runs on the CPU backend; cells, embeddings, the head GEMM and the loss go through the backend contract, the
-attention and bridge are NumPy (charlm.attention). All backend cell calls go through ``_Cells``.
+attention and bridge are NumPy (charlm.attention). The recurrent layers are charlm.layers.Recurrent (forward
+and reverse directions; a bidirectional layer's outputs are concatenated [fwd; rev] here, as
+charlm.layers.Bidirectional does, because the bridge needs each direction's final state).
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ import numpy as np
 
 from . import attention as att
 from . import backends
-from .backends import CellState, CellWeights
+from .backends import CellState
 from .beam import beam_search, log_softmax
 from .config import CELLS, GATES, _check, _DictMixin
+from .layers import Batch as Steps
+from .layers import Recurrent
 from .pairs import BOS, EOS, PAD, UNK, Batch
 
 DECODERS = ("greedy", "sample", "beam")
@@ -130,34 +134,11 @@ def summary_rows(c: Seq2SeqConfig) -> list[tuple[str, str, int]]:
     return rows
 
 
-class _Cells:
-    """The one place seq2seq calls a backend's cell contract (adapt here when the contract changes)."""
-
-    def __init__(self, backend, cell: str, dtype):
-        self.mod = backend.cells[cell]
-        self.dtype = dtype
-        self.lstm = cell == "lstm"
-
-    def forward(self, x, h0, c0, w):
-        """x (T, B, I), h0/c0 (B, H), w = (w_ih, w_hh, b_ih, b_hh) -> workspace (ws.hs (T, B, H))."""
-        T, B, I = x.shape
-        H = w[1].shape[1]
-        ws = self.mod.alloc(T, B, I, H, self.dtype)
-        self.mod.forward(ws, x, CellState(h0, c0), CellWeights(*w))
-        return ws
-
-    def final(self, ws):
-        """(h, c) (B, H) after the last step (c zeros for rnn/gru)."""
-        h = ws.hs[-1]
-        return h, (ws.cs[-1] if self.lstm else np.zeros_like(h))
-
-    def backward(self, ws, x, h0, c0, w, dhs, dhT, dcT, dw):
-        """-> (dx (T, B, I), dh0, dc0 (B, H)); overwrites dw = (dw_ih, dw_hh, db_ih, db_hh)."""
-        dx = np.empty_like(x)
-        dh0, dc0 = np.empty_like(h0), np.empty_like(h0)
-        self.mod.backward(ws, CellWeights(*dw), dx, CellState(dh0, dc0), x, np.ascontiguousarray(dhs),
-                          CellState(dhT, dcT))
-        return dx, dh0, dc0
+def _state(layer: Recurrent):
+    """Copies of a Recurrent layer's final (h, c) (B, H); c zeros for rnn/gru (its buffers are reused)."""
+    st = layer.final_state()
+    h = np.array(st.h, copy=True)
+    return h, (np.array(st.c, copy=True) if st.c is not None else np.zeros_like(h))
 
 
 @dataclass
@@ -168,8 +149,7 @@ class Encoded:
     lengths: np.ndarray      # (B,) source lengths
     h0: list                 # per decoder layer: (B, H) initial h
     c0: list                 # per decoder layer: (B, H) initial c (zeros for rnn/gru)
-    tape: list               # per encoder layer: [(direction suffix, input, ws)]
-    finals: list             # per encoder layer: [(h, c)] per direction
+    finals: list             # per encoder layer: [(h, c)] per direction (copies)
     x: np.ndarray            # (S, B, E) embedded source
     src: np.ndarray          # (S, B) ids
 
@@ -185,7 +165,6 @@ class Seq2Seq:
         self.shapes = param_shapes(config)
         self.names = list(self.shapes)
         self.size = sum(math.prod(s) for s in self.shapes.values())
-        self.cells = _Cells(self.backend, config.cell, self.dtype)
         self.flat = np.empty(self.size, self.dtype)          # (P,)
         self.grad_flat = np.zeros(self.size, self.dtype)     # (P,)
         self.params = self._views(self.flat)
@@ -199,6 +178,13 @@ class Seq2Seq:
                     ("encoder.", "decoder.")) else config.hidden
                 bound = 1.0 / math.sqrt(fan_in)
                 v[...] = rng.uniform(-bound, bound, v.shape)
+        c, H = config, config.hidden
+        dirs = (False, True) if c.bidirectional else (False,)
+        self.encoder = [[Recurrent("encoder", c.cell, c.embed if k == 0 else c.enc_out, H, index=k, reverse=r)
+                         for r in dirs] for k in range(c.layers)]                 # charlm.layers, per layer/direction
+        self.decoder = [Recurrent("decoder", c.cell, c.embed if k == 0 else H, H, index=k) for k in range(c.layers)]
+        for layer in [x for d in self.encoder for x in d] + self.decoder:
+            layer.bind(self.backend, self.dtype, self.params, self.grads)
 
     def _views(self, flat) -> dict:
         views, off = {}, 0
@@ -224,10 +210,6 @@ class Seq2Seq:
         m.load_state_dict(sd)
         return m
 
-    def _w(self, part: str, k: int, sfx: str = "", params=None):
-        p = self.params if params is None else params
-        return tuple(p[f"{part}.{n}_l{k}{sfx}"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-
     # ------------------------------------------------------------------ encoder
     def encode(self, src, lengths=None) -> Encoded:
         """src (S, B) int32 source ids (one length per batch: see the module docstring)."""
@@ -236,20 +218,12 @@ class Seq2Seq:
         H = c.hidden
         x = np.empty((S, B, c.embed), self.dtype)                       # (S, B, E)
         be.embed_forward(x, np.ascontiguousarray(src), p["src_embed.weight"])
-        zeros = np.zeros((B, H), self.dtype)
-        inp, tape, finals = x, [], []
-        for k in range(c.layers):
-            ws = self.cells.forward(inp, zeros, zeros, self._w("encoder", k))
-            layer, fin, outs = [("", inp, ws)], [self.cells.final(ws)], [ws.hs]
-            if c.bidirectional:
-                rin = np.ascontiguousarray(inp[::-1])                   # (S, B, I) time reversed
-                wsr = self.cells.forward(rin, zeros, zeros, self._w("encoder", k, "_reverse"))
-                layer.append(("_reverse", rin, wsr))
-                fin.append(self.cells.final(wsr))
-                outs.append(wsr.hs[::-1])
-            inp = np.ascontiguousarray(np.concatenate(outs, axis=2)) if c.bidirectional else ws.hs   # (S, B, D)
-            tape.append(layer)
-            finals.append(fin)
+        steps = Steps(S, B)
+        inp, finals = x, []
+        for dirs in self.encoder:
+            outs = [layer.forward(inp, steps) for layer in dirs]         # (S, B, H) each, in source order
+            finals.append([_state(layer) for layer in dirs])
+            inp = np.concatenate(outs, axis=2) if c.bidirectional else outs[0]   # (S, B, D)
         h0, c0 = [], []
         for fin in finals:
             if c.bidirectional:
@@ -262,8 +236,8 @@ class Seq2Seq:
                 h0.append(np.ascontiguousarray(fin[0][0]))
                 c0.append(np.ascontiguousarray(fin[0][1]))
         lengths = np.full(B, S, np.int64) if lengths is None else np.asarray(lengths)
-        return Encoded(np.ascontiguousarray(inp), lengths, [a.astype(self.dtype) for a in h0],
-                       [a.astype(self.dtype) for a in c0], tape, finals, x, src)
+        return Encoded(np.array(inp, copy=True), lengths, [a.astype(self.dtype) for a in h0],
+                       [a.astype(self.dtype) for a in c0], finals, x, src)
 
     def _encode_backward(self, e: Encoded, denc, dh0: list, dc0: list) -> None:
         """denc (S, B, D), dh0/dc0 per decoder layer (B, H) -> encoder, bridge and source-embedding grads."""
@@ -288,18 +262,13 @@ class Seq2Seq:
             else:
                 dT.append([(dh0[k], dc0[k])])
         dout = denc                                                     # (S, B, D)
-        zeros = np.zeros((e.src.shape[1], H), self.dtype)
+        steps = Steps(*e.src.shape)
         for k in reversed(range(c.layers)):
             dinp = None
-            for j, (sfx, inp, ws) in enumerate(e.tape[k]):
-                dhs = dout[:, :, j * H:(j + 1) * H]
-                if sfx:
-                    dhs = dhs[::-1]
-                dw = self._w("encoder", k, sfx, g)
-                dx, _, _ = self.cells.backward(ws, inp, zeros, zeros, self._w("encoder", k, sfx), dhs,
-                                               dT[k][j][0], dT[k][j][1], dw)
-                dx = dx[::-1] if sfx else dx
-                dinp = dx if dinp is None else dinp + dx
+            for j, layer in enumerate(self.encoder[k]):
+                dy = np.ascontiguousarray(dout[:, :, j * H:(j + 1) * H])
+                dx = layer.backward(dy, steps, CellState(*dT[k][j]))   # overwrites the layer's gradients
+                dinp = np.array(dx, copy=True) if dinp is None else dinp + dx
             dout = dinp
         self.backend.embed_backward(g["src_embed.weight"], np.ascontiguousarray(e.src), np.ascontiguousarray(dout))
 
@@ -310,11 +279,11 @@ class Seq2Seq:
         T, B = tgt_in.shape
         x = np.empty((T, B, c.embed), self.dtype)                       # (T, B, E)
         be.embed_forward(x, np.ascontiguousarray(tgt_in), p["tgt_embed.weight"])
-        inp, layers = x, []
-        for k in range(c.layers):
-            ws = self.cells.forward(inp, e.h0[k], e.c0[k], self._w("decoder", k))
-            layers.append((inp, ws))
-            inp = ws.hs                                                 # (T, B, H)
+        steps = Steps(T, B)
+        inp = x
+        for k, layer in enumerate(self.decoder):
+            inp = layer.forward(inp, steps, CellState(e.h0[k], e.c0[k]))   # (T, B, H)
+        layers = steps
         aws = None
         top = inp
         if c.attention != "none":
@@ -365,13 +334,13 @@ class Seq2Seq:
             att.backward(aws, dtop, c.attention, p.get("attention.weight"), p["combine.weight"], dh, denc,
                          dw_a, g["combine.weight"], g["combine.bias"])
             dtop = dh
-        zeros = np.zeros((B, c.hidden), self.dtype)
         dh0, dc0 = [None] * c.layers, [None] * c.layers
-        dout = dtop
+        dout = np.ascontiguousarray(dtop)
         for k in reversed(range(c.layers)):
-            inp, ws = layers[k]
-            dout, dh0[k], dc0[k] = self.cells.backward(ws, inp, e.h0[k], e.c0[k], self._w("decoder", k), dout,
-                                                       zeros, zeros, self._w("decoder", k, "", g))
+            layer = self.decoder[k]
+            dout = layer.backward(dout, layers)                        # overwrites the layer's gradients
+            dh0[k] = np.array(layer.dstate0.h, copy=True)
+            dc0[k] = np.array(layer.dstate0.c, copy=True)
         be.embed_backward(g["tgt_embed.weight"], np.ascontiguousarray(tgt_in), np.ascontiguousarray(dout))
         self._encode_backward(e, denc, dh0, dc0)
         return float(loss) / idx.size
@@ -395,12 +364,12 @@ class Seq2Seq:
         inp = np.empty((1, B, c.embed), self.dtype)
         be.embed_forward(inp, np.ascontiguousarray(x.reshape(1, B)), p["tgt_embed.weight"])
         hs, cs = [], []
-        for k in range(c.layers):
-            ws = self.cells.forward(inp, state[0][k], state[1][k], self._w("decoder", k))
-            h, cc = self.cells.final(ws)
-            hs.append(np.ascontiguousarray(h))
-            cs.append(np.ascontiguousarray(cc))
-            inp = ws.hs
+        steps = Steps(1, B)
+        for k, layer in enumerate(self.decoder):
+            inp = layer.forward(inp, steps, CellState(state[0][k], state[1][k]))   # (1, B, H)
+            h, cc = _state(layer)
+            hs.append(h)
+            cs.append(cc)
         weights = None
         if c.attention != "none":
             aws = att.forward(inp, e.enc, e.lengths, c.attention, p.get("attention.weight"),
