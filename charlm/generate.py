@@ -34,6 +34,9 @@ from .errors import CheckpointError, UsageError
 CHUNK = 64
 WINDOW = 256
 UNKNOWN = ("error", "skip", "replace")
+# model files of other tasks (model_config["task"]) -> the command that uses them
+_OTHER_TASKS = {"seq2seq": "charlm seq2seq translate RUN TEXT", "classify": "charlm classify predict RUN TEXT",
+                "tag": "charlm tag RUN TEXT"}
 
 
 def _warn(msg: str) -> None:
@@ -56,6 +59,9 @@ def load(path, *, device: str = "cpu", checkpoint=None) -> Model:
     _no_model_yet(path)
     sd, meta = load_model(path)
     where = resolve_model_path(path)
+    task = meta["model_config"].get("task")
+    if task in _OTHER_TASKS:
+        raise UsageError(f"{where} is a {task} model, not a language model: use {_OTHER_TASKS[task]}")
     try:
         config = ModelConfig.from_dict(meta["model_config"])
     except (UsageError, TypeError) as e:

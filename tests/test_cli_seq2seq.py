@@ -99,3 +99,8 @@ def test_plot_attention_map_of_a_model_without_attention(tmp_path):
             "--attention", "none")
     assert r.exit_code == 0, r.output
     assert_clean_error(run("plot", d, "--attention-map", "abc"), 2, "--attention none")
+
+
+def test_language_model_commands_name_the_seq2seq_command(run_dir):
+    for args in (("sample", run_dir, "-n", 3), ("eval", run_dir, "--file", run_dir / "config.json")):
+        assert_clean_error(run(*args), 2, "is a seq2seq model", "charlm seq2seq translate")
