@@ -8,6 +8,7 @@ or TOML beside a run and read back unchanged.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field, fields
 
 from .errors import UsageError
@@ -21,6 +22,27 @@ SCHEDULES = ("constant", "cosine", "step")
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise UsageError(msg)
+
+
+_KINDS = {  # annotation (a string under postponed evaluation) -> (accepted types, what to write)
+    "int": ((numbers.Integral,), "a whole number"),
+    "float": ((numbers.Real,), "a number"),
+    "str": ((str,), "a string"),
+    "bool": ((bool,), "true or false"),
+    "str | None": ((str, type(None)), "a string"),
+}
+
+
+def _check_types(obj) -> None:
+    """``UsageError`` naming the first field whose value has the wrong type (TOML, config.json, library
+    calls): ``seq_len = 16.5`` or ``lr = "0.1"`` must fail here, before any work, not after training."""
+    for f in fields(obj):
+        kind = _KINDS.get(f.type) if isinstance(f.type, str) else None
+        if kind is None:
+            continue
+        v = getattr(obj, f.name)
+        if not isinstance(v, kind[0]) or (isinstance(v, bool) and f.type != "bool"):
+            raise UsageError(f"{f.name.replace('_', '-')} must be {kind[1]}, got {v!r} ({type(v).__name__})")
 
 
 class _DictMixin:
@@ -54,6 +76,7 @@ class DataConfig(_DictMixin):
 
     def __post_init__(self):
         object.__setattr__(self, "sources", tuple(self.sources))
+        _check_types(self)
         _check(isinstance(self.max_bytes, int) and self.max_bytes >= 0, "--max-bytes must be a size >= 0")
         _check(self.errors in ("strict", "replace"), "--errors must be strict or replace")
         _check(self.level in ("char", "byte"), "--level must be char or byte")
@@ -78,6 +101,7 @@ class ModelConfig(_DictMixin):
     nonlinearity: str = "tanh"    # rnn only: tanh | relu
 
     def __post_init__(self):
+        _check_types(self)
         _check(self.cell in CELLS, f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}")
         _check(isinstance(self.vocab_size, int) and self.vocab_size >= 1, "vocab_size must be >= 1")
         _check(isinstance(self.layers, int) and self.layers >= 1, "--layers must be a positive integer")
@@ -134,6 +158,7 @@ class TrainConfig(_DictMixin):
     device: str = "cpu"
 
     def __post_init__(self):
+        _check_types(self)
         _check(self.seq_len >= 1, "--seq-len must be >= 1")
         _check(self.batch_size >= 1, "--batch-size must be >= 1")
         _check(0.0 <= self.val_frac < 1.0, "--val-frac must be in [0, 1)")

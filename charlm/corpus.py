@@ -179,6 +179,13 @@ def load_ids(sources, *, out=None, tokenizer: CharTokenizer | None = None, level
     return encode_corpus(corpus.text, tok), tok, corpus.names
 
 
+def fingerprint(ids: np.ndarray) -> str:
+    """The corpus fingerprint a checkpoint records: ``sha256:`` + 32 hex digits of the ids' bytes."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(np.ascontiguousarray(ids).tobytes()).hexdigest()[:32]
+
+
 def rereadable(sources) -> bool:
     """Whether every source can be read again later: no stdin, no FIFO / pipe / device."""
     for s in sources:

@@ -32,6 +32,7 @@ from .config import ModelConfig, SampleConfig
 from .errors import CheckpointError, UsageError
 
 CHUNK = 64
+MIN_TEMPERATURE = 1e-4   # a smaller temperature samples as 0 (the most likely symbol): 1/T would overflow
 WINDOW = 256
 UNKNOWN = ("error", "skip", "replace")
 # model files of other tasks (model_config["task"]) -> the command that uses them
@@ -70,6 +71,11 @@ def load(path, *, device: str = "cpu", checkpoint=None) -> Model:
     if len(tok) != config.vocab_size:
         raise CheckpointError(f"{where}: the tokenizer has {len(tok)} symbols but the model {config.vocab_size}; "
                               "the file is corrupt: retrain or use another file")
+    bad = next((name for name, a in sd.items() if not np.isfinite(a).all()), None)
+    if bad is not None:
+        raise CheckpointError(f"{where}: tensor {bad!r} holds NaN or infinite values (the training diverged, or "
+                              "the file was damaged before its checksum was made): use an earlier checkpoint "
+                              "or retrain")
     model = CharLM.from_state_dict(config, sd, device=resolve_device(device))
     return Model(model, tok, meta=meta)
 
@@ -266,8 +272,11 @@ class Model:
             raise UsageError("--stop needs a non-empty string")
         if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
             raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
+        from .memory import check_sampling
+
         ids = self.encode_prime(prime, unknown, notice)
         c, B = self.config, cfg.num_samples
+        check_sampling(c, B, cfg.length)   # before any (L, B, H) buffer exists
         params = self.model.params if self.model.device == "cpu" else self.model.state_dict()
         w = kernels.prepare(c.cell, params, c.layers, c.nonlinearity == "relu")
         h = np.zeros((c.layers, 1, c.hidden), np.float32)    # (L, 1, H)
@@ -277,6 +286,7 @@ class Model:
         h = np.ascontiguousarray(np.repeat(h, B, axis=1))     # (L, B, H)
         cc = np.ascontiguousarray(np.repeat(cc, B, axis=1))   # (L, B, H)
         x = np.full(B, ids[-1] if ids.size else self.start_id, dtype=np.int32)   # (B,)
+        temp = cfg.temperature if cfg.temperature >= MIN_TEMPERATURE else 0.0   # 1/T would overflow: argmax
         rng = np.random.default_rng(cfg.seed)
         if echo_prime and prime:
             yield [prime] * B
@@ -288,7 +298,7 @@ class Model:
         while made < cfg.length and not all(done):
             n = min(CHUNK, cfg.length - made)
             out = np.zeros((B, n), np.int32)                  # (B, n)
-            kernels.generate(w, h, cc, x, out, cfg.temperature, cfg.top_k, cfg.top_p, rng)
+            kernels.generate(w, h, cc, x, out, temp, cfg.top_k, cfg.top_p, rng)
             made += n
             final = made >= cfg.length
             pieces = []
@@ -414,14 +424,18 @@ def run_split(run_dir, split: str, tokenizer, notice: Callable | None = None) ->
 
     The ids are exactly those the training split off: RUN_DIR/ids.npy (the corpus as the run encoded
     it) cut by the run's --val-frac/--test-frac/--val-split; with --val-split each over several
-    sources, the sources are read again to find where each begins.
+    sources, the sources are read again to find where each begins. Either way the ids must have the
+    corpus fingerprint of the run's checkpoint: a corpus changed since training is refused, never
+    silently evaluated as another split.
     """
     import json
     import os
     import tempfile
 
     from . import corpus, rundir
+    from .errors import UnknownSymbolsError
     from .finetune import with_policy
+    from .sources import read_bytes
 
     if split not in ("val", "test"):
         raise UsageError(f"unknown split {split!r}: choose val or test")
@@ -429,35 +443,44 @@ def run_split(run_dir, split: str, tokenizer, notice: Callable | None = None) ->
     if not os.path.isdir(run_dir):
         run_dir = os.path.dirname(os.path.abspath(run_dir))
     path = os.path.join(run_dir, rundir.CONFIG)
+    if not os.path.lexists(path):
+        raise UsageError(f"{run_dir} has no config.json, so its corpus split is unknown: "
+                         "pass --file TEXT instead of --split")
     try:
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
+        saved = json.loads(read_bytes(path, limit=rundir.MAX_CONFIG_BYTES, what="run config").decode("utf-8"))
         if isinstance(saved, dict) and "corpus" not in saved and saved.get("imported_from"):
             raise UsageError(f"{run_dir} was made by charlm import (from {saved['imported_from']}): it has no "
                              "training corpus, so no val/test split; pass --file TEXT instead of --split")
         data, train = saved["corpus"], saved["train"]
-        sources = list(data["sources"])
+        if not isinstance(data, dict) or not isinstance(train, dict):
+            raise TypeError("corpus and train must be objects")
+        sources = [str(s) for s in data["sources"]]
         val_frac, test_frac = float(train.get("val_frac", 0.0)), float(train.get("test_frac", 0.0))
-    except FileNotFoundError:
-        raise UsageError(f"{run_dir} has no config.json, so its corpus split is unknown: "
-                         "pass --file TEXT instead of --split") from None
-    except (ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"{path} is not a valid run config ({e}): pass --file TEXT instead of --split") from None
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        raise UsageError(f"{path} is not a valid run config ({str(e)[:100]}): pass --file TEXT instead of "
+                         "--split") from None
     each = train.get("val_split", "tail") == "each"
-    ids_path = os.path.join(run_dir, rundir.IDS)
-    starts = None
+    want = _fingerprint(run_dir)
+    changed = (f"the corpus has changed since {run_dir} was trained (it no longer matches the checkpoint's "
+               "fingerprint), so --split would evaluate other text; restore it, or pass --file TEXT")
+    starts, ids = None, None
     with tempfile.TemporaryDirectory(prefix="charlm-split-") as tmp:
-        if os.path.exists(ids_path) and not (each and len(sources) > 1 and corpus.rereadable(sources)):
-            ids = np.load(ids_path, mmap_mode="r", allow_pickle=False)
-        elif not corpus.rereadable(sources):
-            raise UsageError("the run was trained on stdin, which cannot be read again, and its ids.npy is "
-                             "gone: pass --file TEXT")
-        else:
+        if not (each and len(sources) > 1 and corpus.rereadable(sources)):
+            ids = _saved_ids(os.path.join(run_dir, rundir.IDS), tokenizer, want)
+        if ids is None:
+            if not corpus.rereadable(sources):
+                raise UsageError("the run was trained on stdin, which cannot be read again, and its ids.npy is "
+                                 "gone or does not match the run: pass --file TEXT")
             opts = {k: data[k] for k in ("encoding", "errors", "glob") if data.get(k) is not None}
             starts = [] if each else None
             enc = with_policy(tokenizer, data.get("unknown", "error"))
-            ids, _, _ = corpus.load_ids(sources, out=os.path.join(tmp, "ids.npy"), tokenizer=enc,
-                                        notice=notice, starts=starts, **opts)
+            try:
+                ids, _, _ = corpus.load_ids(sources, out=os.path.join(tmp, rundir.IDS), tokenizer=enc,
+                                            notice=notice, starts=starts, **opts)
+            except UnknownSymbolsError:
+                raise UsageError(changed) from None
+            if want is not None and corpus.fingerprint(ids) != want:
+                raise UsageError(changed)
         _, val, test = corpus.split_ids(ids, val_frac, test_frac, starts=starts or None)
         part = np.array(val if split == "val" else test, dtype=np.int32)
     if len(part) < 2:
@@ -465,6 +488,30 @@ def run_split(run_dir, split: str, tokenizer, notice: Callable | None = None) ->
         raise UsageError(f"the run's {split} split holds {len(part)} characters ({frac} = "
                          f"{train.get(frac, 0.0)}): nothing to evaluate; pass --file TEXT")
     return part, train
+
+
+def _fingerprint(run_dir: str) -> str | None:
+    """The corpus fingerprint recorded in the run's newest checkpoint (None for runs without one)."""
+    from .checkpoint import newest_meta
+
+    meta = newest_meta(run_dir)
+    fp = meta.get("data_fingerprint") if isinstance(meta, dict) else None
+    return fp if isinstance(fp, str) else None
+
+
+def _saved_ids(path: str, tokenizer, want: str | None) -> np.ndarray | None:
+    """RUN/ids.npy if it is sound and has the run's fingerprint, else None (the corpus is read again)."""
+    import os
+
+    from . import corpus
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        ids = corpus.load_saved_ids(path, tokenizer)
+    except UsageError:
+        return None
+    return ids if want is None or corpus.fingerprint(ids) == want else None
 
 
 def _metrics(total: float, n: int) -> dict:

@@ -137,13 +137,17 @@ def read_metrics(run_dir) -> list[dict] | None:
             rec = json.loads(line)
         except ValueError:
             continue  # a line cut short by a crash
-        if isinstance(rec, dict) and isinstance(rec.get("step"), (int, float)):
+        if isinstance(rec, dict) and _num(rec.get("step")) is not None:
             records.append(rec)
     return records
 
 
+MAX_RECORD_VALUE = 1e15   # a step count, a loss or a wall time beyond this is a damaged line, not a record
+
+
 def _num(x):
-    return x if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and abs(x) < MAX_RECORD_VALUE
+    return x if ok else None
 
 
 def _epochs_at(steps, points) -> float | None:
@@ -314,6 +318,14 @@ def format_seq_summary(s: dict) -> str:
     return "\n".join(lines)
 
 
+MAX_SHOWN = 200   # characters of a metadata string shown by `charlm info` (the rest is summarized)
+
+
+def _clip(text: str) -> str:
+    """A metadata string as info prints it: huge values (a multi-MB path) cut, with the count left out."""
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text) - MAX_SHOWN:,} more characters)"
+
+
 def format_summary(s: dict) -> str:
     """The human-readable ``charlm info`` text of a ``summarize`` result."""
     if "task" in s["model"]["config"]:
@@ -321,7 +333,7 @@ def format_summary(s: dict) -> str:
     m, t, c = s["model"], s["training"], s["model"]["config"]
     emb = f"embedding {c['embed']}" if c["embed"] else "one-hot input"
     rule, bold = "_" * 66, "=" * 66
-    lines = [f"Model: {s['path']}",
+    lines = [f"Model: {_clip(s['path'])}",
              f"{c['cell']}, {c['layers']} x {c['hidden']} hidden, {emb}, vocabulary {c['vocab_size']}",
              rule, f" {'Layer (type)':<28}{'Output Shape':<24}{'Param #':>12}", bold]
     for layer in m["layers"]:
@@ -338,7 +350,7 @@ def format_summary(s: dict) -> str:
 
     def row(label, value):
         if value is not None:
-            lines.append(f"  {label:<20}{value}")
+            lines.append(f"  {label:<20}{_clip(str(value))}")
 
     if t["imported_from"]:
         row("imported from", t["imported_from"])

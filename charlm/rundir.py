@@ -44,6 +44,7 @@ ROTATED_RE = re.compile(r"checkpoint-(\d{8,})\.safetensors")
 TEMP_RE = re.compile(r"\..+\.(?:[0-9a-f]{12}|link)\.tmp")
 FILES = (CONFIG, TOKENIZER, IDS, MODEL, CHECKPOINT, METRICS, LOCK)
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+MAX_CONFIG_BYTES = 16 << 20   # config.json is a few KiB; a bigger one is not ours
 
 
 def rotated_name(step: int) -> str:

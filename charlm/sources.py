@@ -217,6 +217,9 @@ def _decode_stream(read, label: str, encoding: str, errors: str, nul_check: bool
             raise UsageError(f"{label}: invalid {encoding} at byte offset {off} ({e.reason}). Fix: pass the "
                              "file's real --encoding (e.g. --encoding latin-1), or --errors replace to "
                              "substitute U+FFFD for bad bytes") from None
+        except UnicodeError as e:  # e.g. "UTF-16 stream does not start with BOM"
+            raise UsageError(f"{label}: cannot decode as {encoding} ({e}); for UTF-16/32 without a byte-order "
+                             "mark name the byte order, e.g. --encoding utf-16-le") from None
         fed += len(block)
         if not nul_check and "\x00" in text:
             raise UsageError(f"{label} looks binary (it decodes to NUL characters in {encoding}): charlm reads "

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import shlex
 import signal
 import time
 from dataclasses import dataclass
@@ -272,7 +273,7 @@ class Trainer:
         result = TrainResult(self.spec.run_dir, status, self.step, self.best_val, exit_code)
         if status == "interrupted":
             self.log.say(f"interrupted at step {self.step}; checkpoint saved. Resume with: "
-                         f"charlm train --resume {self.spec.run_dir}")
+                         f"charlm train --resume {shlex.quote(str(self.spec.run_dir))}")
         return result
 
     def _salvage(self) -> None:

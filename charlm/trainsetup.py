@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from . import __version__, rundir
+from . import __version__, memory, rundir
 from . import checkpoint as ckpt
 from .config import DataConfig, ModelConfig, TrainConfig
 from .errors import UnknownSymbolsError, UsageError
@@ -70,20 +70,53 @@ def default_run_dir(sources) -> str:
 
 
 def read_run_config(run_dir: str) -> dict:
+    """RUN_DIR/config.json of a run to resume, with a one-line error naming the file when it is damaged."""
+    from .sources import read_bytes
+
     path = os.path.join(run_dir, rundir.CONFIG)
     if not os.path.isdir(run_dir):
         raise UsageError(f"no run directory {run_dir!r}; check the path given to --resume")
+    if not os.path.lexists(path):
+        raise UsageError(f"{run_dir} has no config.json: it is not a charlm run directory")
     try:
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
+        saved = json.loads(read_bytes(path, limit=rundir.MAX_CONFIG_BYTES, what="run config",
+                                      fix="a run's config.json is a few KiB: restore it").decode("utf-8"))
+        if not isinstance(saved, dict):
+            raise ValueError(f"a JSON {type(saved).__name__}, not an object")
         for key in ("corpus", "model", "train"):
             if not isinstance(saved.get(key), dict):
                 raise ValueError(f"missing {key!r}")
         return saved
-    except FileNotFoundError:
-        raise UsageError(f"{run_dir} has no config.json: it is not a charlm run directory") from None
-    except ValueError as e:
-        raise UsageError(f"{path} is not a valid run config ({e}); start a new run with --out") from None
+    except (ValueError, RecursionError) as e:
+        raise UsageError(f"{path} is not a valid run config ({str(e)[:100]}); start a new run with --out") from None
+
+
+def _saved_configs(run_dir: str, saved: dict):
+    """(DataConfig, TrainConfig) of a run's config.json; wrong keys or types name the file."""
+    try:
+        ModelConfig(vocab_size=1, **{k: v for k, v in saved["model"].items() if k != "vocab_size"})
+        return DataConfig.from_dict(saved["corpus"]), TrainConfig.from_dict(saved["train"])
+    except (UsageError, TypeError) as e:
+        raise UsageError(f"{os.path.join(run_dir, rundir.CONFIG)} is not a valid run config ({e}); "
+                         "restore it, or start a new run with --out") from None
+
+
+def _check_out(run_dir: str, sources) -> None:
+    """A new run directory must not shadow a named corpus, nor sit inside a corpus directory (its own
+    files would be read as text when the run resumes)."""
+    from . import corpora
+
+    out = os.path.abspath(run_dir)
+    for s in sources:
+        s = os.fspath(s)
+        if s == "-":
+            continue
+        if not os.path.exists(s) and corpora.is_named(s) and os.path.normpath(run_dir) == os.path.normpath(s):
+            raise UsageError(f"--out {run_dir} would shadow the named corpus {s!r} (a directory of that name is "
+                             "read instead of the corpus on resume): choose another --out, e.g. runs/" + s)
+        if os.path.isdir(s) and (out + os.sep).startswith(os.path.abspath(s) + os.sep):
+            raise UsageError(f"--out {run_dir} is inside the corpus directory {s}: the run's own files would be "
+                             "read as corpus text on resume; choose an --out outside it")
 
 
 def prepare_run(sources: list, options: dict, *, resume: str | None, notice) -> RunSpec:
@@ -108,9 +141,9 @@ def prepare_run(sources: list, options: dict, *, resume: str | None, notice) -> 
             if k in merged and _norm(options[k]) != _norm(merged[k]):
                 raise UsageError(f"--{k.replace('_', '-')} {options[k]} contradicts the run being resumed "
                                  f"({k} = {merged[k]}); drop it, or start a new run with --out")
-        data = DataConfig.from_dict(saved["corpus"])
+        data, train_cfg = _saved_configs(resume, saved)
         model_options = {k: v for k, v in saved["model"].items() if k != "vocab_size"}
-        train_cfg = TrainConfig.from_dict(saved["train"]).replace(**_pick(options, RESUMABLE_KEYS))
+        train_cfg = train_cfg.replace(**_pick(options, RESUMABLE_KEYS))
         run_dir, resumed = resume, True
     else:
         if not sources:
@@ -140,7 +173,10 @@ def prepare_run(sources: list, options: dict, *, resume: str | None, notice) -> 
             notice(f"no budget given: training for {DEFAULT_EPOCHS:g} epochs "
                    "(set --max-steps, --max-epochs or --max-time)")
         run_dir = out or default_run_dir(sources)
+        _check_out(run_dir, sources)
         rundir.check_fresh(run_dir)  # early, for a quick answer; decided again under the run lock
+        if {"hidden", "layers", "embed"} & explicit:  # a size the user chose: refuse it before any disk work
+            memory.check_training(ModelConfig(vocab_size=1, **model_options), train_cfg)
         resumed = False
     from .backends import resolve_device
 
@@ -220,6 +256,7 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
     if spec.autosize and spec.choice is None:
         _choose_size(spec, len(train_ids), len(tok), notice)
     spec.model = ModelConfig(vocab_size=len(tok), **spec.model_options)
+    memory.check_training(spec.model, spec.train, notice=notice)
     if not spec.resumed:
         B, T = corpus.fit_shape(len(train_ids), cfg.batch_size, cfg.seq_len)
         if (B, T) != (cfg.batch_size, cfg.seq_len):

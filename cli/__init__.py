@@ -72,6 +72,85 @@ class CharlmGroup(click.Group):
                 raise
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # `charlm sample | head`: the reader has what it wanted; not an error
+            _discard_stdout()
+            ctx.exit(0)
+        except OSError as e:  # a full disk on stdout, a path longer than PATH_MAX, ...: one line, no traceback
+            if debug_enabled(ctx):
+                raise
+            raise CharlmCLIError(os_message(e), 1) from None
+        except MemoryError:
+            if debug_enabled(ctx):
+                raise
+            raise CharlmCLIError("out of memory: choose a smaller model, batch, --num-samples or input "
+                                 "(or free some memory)", 1) from None
+
+
+def os_message(e: OSError) -> str:
+    """One line for an OSError that escaped the library: what, on which path, and a fix."""
+    import errno
+
+    name = errno.errorcode.get(e.errno, "") if e.errno else ""
+    what = (e.strerror or str(e) or type(e).__name__) + (f" ({name})" if name else "")
+    where = f": {os.fsdecode(e.filename)[:200]}" if e.filename is not None else (
+        " writing to stdout" if e.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT) else "")
+    fix = {errno.ENOSPC: "free some disk space or write elsewhere",
+           errno.ENAMETOOLONG: "use a shorter path",
+           errno.EACCES: "check the permissions"}.get(e.errno, "check the path and the disk")
+    return f"{what}{where}; {fix}"
+
+
+class _ClosedStdout:
+    """Stands in for a stdout that was closed before charlm started (``charlm sample >&-``)."""
+
+    encoding = "utf-8"
+
+    def write(self, data):
+        raise CharlmError("stdout is closed: charlm writes its results there; redirect it to a file "
+                          "(> out.txt), or to /dev/null to discard them")
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so nothing more (not even the final flush) fails."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 1)
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def _guard_stdout() -> None:
+    """A closed stdout (fd 1): keep fd 1 taken by /dev/null (so no file charlm opens lands on it) and
+    make any result written there an error."""
+    try:
+        os.fstat(1)
+        if sys.stdout is not None:
+            return
+    except OSError:
+        _discard_stdout()
+    sys.stdout = _ClosedStdout()
+
+
+def _flush_stdout() -> int:
+    """Flush stdout before exiting; a failure (a full disk, a closed pipe) becomes one line (or exit 0)."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        return 0
+    except BrokenPipeError:
+        _discard_stdout()
+        return 0
+    except OSError as e:
+        _discard_stdout()
+        click.echo(f"Error: {os_message(e)}", err=True)
+        return 1
 
 
 def debug_enabled(ctx=None) -> bool:
@@ -100,16 +179,28 @@ def cli(ctx, debug):
 
 def main(argv=None):
     """Console-script entry point."""
+    _guard_stdout()
     try:
-        cli.main(args=argv, prog_name="charlm")
-    except BrokenPipeError:  # `charlm sample ... | head`
         try:
-            sys.stdout = open(os.devnull, "w")
+            cli.main(args=argv, prog_name="charlm", standalone_mode=True)
         finally:
-            sys.exit(0)
-    except BaseException as e:  # under MPI, a rank that fails alone must not leave the others waiting
-        dist = sys.modules.get("charlm.distributed")
-        code = e.code if isinstance(e, SystemExit) else 1
-        if dist is not None and dist.exit_code_needs_abort(code):
-            dist.world().abort(code if isinstance(code, int) else 1)
+            failed = _flush_stdout()
+    except BrokenPipeError:  # `charlm sample ... | head`
+        _discard_stdout()
+        sys.exit(0)
+    except SystemExit as e:
+        if failed and not e.code:
+            sys.exit(failed)
+        _abort_other_ranks(e)
         raise
+    except BaseException as e:
+        _abort_other_ranks(e)
+        raise
+
+
+def _abort_other_ranks(e: BaseException) -> None:
+    """Under MPI, a rank that fails alone must not leave the others waiting."""
+    dist = sys.modules.get("charlm.distributed")
+    code = e.code if isinstance(e, SystemExit) else 1
+    if dist is not None and dist.exit_code_needs_abort(code):
+        dist.world().abort(code if isinstance(code, int) else 1)

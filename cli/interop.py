@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
 from .output import notice
@@ -35,5 +37,5 @@ def import_cmd(state, cell, tokenizer, nonlinearity, out):
         notice(f"converted {len(res.converted)} tensor(s) to float32")
     emb = f"embedding {c.embed}" if c.embed else "one-hot input"
     notice(f"imported {c.cell}, {c.layers} x {c.hidden} hidden, {emb}, vocabulary {c.vocab_size} "
-           f"({res.params:,} parameters); sample it with: charlm sample {res.run_dir}")
+           f"({res.params:,} parameters); sample it with: charlm sample {shlex.quote(str(res.run_dir))}")
     click.echo(str(res.run_dir))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 
 import click
@@ -192,7 +193,7 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
         notice(f"best validation loss {result.best_val:.4f} nats/char ({result.best_val / 0.6931471805599453:.3f} "
                f"bpc); model in {os.path.join(result.run_dir, rundir.MODEL)}")
     if os.path.exists(os.path.join(result.run_dir, rundir.MODEL)):
-        notice(f"sample it with: charlm sample {result.run_dir}")
+        notice(f"sample it with: charlm sample {shlex.quote(str(result.run_dir))}")
     if result.best_val is not None:
         from charlm.autosize import verdict
 
