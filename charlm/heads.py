@@ -49,11 +49,13 @@ class StepSoftmax:
         T, B, V = logits.shape
         N = T * B
         flat = logits.reshape(N, V)
-        y = np.ascontiguousarray(targets, dtype=np.int32).reshape(N)
         dl = self._b.get(be, ("d", N, V), (N, V), logits.dtype) if grad else None
-        if batch.full:
+        if batch.full:  # device targets stay on the device (the LM's training loop)
+            y = (targets.reshape(N) if getattr(targets, "dtype", None) == np.int32
+                 else np.ascontiguousarray(targets, dtype=np.int32).reshape(N))
             s = be.xent(flat, y, dl, 1.0 / N)
             return float(s), N, None if dl is None else dl.reshape(T, B, V)
+        y = np.ascontiguousarray(be.to_host(targets), dtype=np.int32).reshape(N)
         rows = batch.valid_rows()  # (M,)
         M = rows.size
         lv = self._b.get(be, ("v", M, V), (M, V), logits.dtype)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gradcheck import rel_err
+from torchoracle import oracle
 
 from charlm.config import ModelConfig
 from charlm.model import CharLM, count_params
 
-torch = pytest.importorskip("torch")
+torch = oracle()
 torch.set_num_threads(1)
 nn = torch.nn
 F = torch.nn.functional

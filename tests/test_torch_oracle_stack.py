@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gradcheck import rel_err
+from torchoracle import oracle
 
 from charlm.layers import Batch, Bidirectional
 from charlm.models.base import Params, Sequential
 from charlm.models.sequence import SeqConfig, SeqModel
 
-torch = pytest.importorskip("torch")
+torch = oracle()
 torch.set_num_threads(1)
 nn = torch.nn
 
