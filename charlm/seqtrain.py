@@ -51,11 +51,12 @@ def pad_batch(seqs, targets, task):
     return ids, tg, lengths
 
 
-def batch_order(lengths, batch_size, rng):
-    """Index arrays of the batches of one epoch (shuffled, sorted by length within chunks)."""
+def batch_order(lengths, batch_size, rng, chunk: int = CHUNK):
+    """Index arrays of the batches of one epoch (shuffled, sorted by length within chunks of
+    ``chunk`` batches; chunk=1 is plain random batches padded to their longest member)."""
     perm = rng.permutation(len(lengths))
     out = []
-    step = batch_size * CHUNK
+    step = batch_size * chunk
     for c in range(0, len(perm), step):
         chunk = perm[c:c + step]
         chunk = chunk[np.argsort([lengths[i] for i in chunk], kind="stable")]

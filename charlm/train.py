@@ -387,10 +387,8 @@ class Trainer:
         self.notice(f"resuming {self.spec.run_dir} from step {self.step}")
 
     def _print_sample(self) -> None:
-        try:
-            from .generate import sample_model
-        except ImportError:
-            return
+        from .generate import sample_model
+
         text = sample_model(self.model, self.tok, length=200, temperature=0.8, seed=self.step)
         self.log.say("---- sample ----\n" + text + "\n----------------")
 

@@ -12,7 +12,6 @@ traceback unless ``--debug`` (or ``CHARLM_DEBUG=1``) is given.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 
@@ -48,14 +47,10 @@ class CharlmCLIError(click.ClickException):
 
 class CharlmGroup(click.Group):
     def list_commands(self, ctx):
-        return [name for name in COMMANDS if self._available(name)]
-
-    def _available(self, name):
-        mod = COMMANDS[name].split(":")[0]
-        return importlib.util.find_spec(f"{__name__}.{mod}") is not None
+        return list(COMMANDS)
 
     def get_command(self, ctx, name):
-        if name not in COMMANDS or not self._available(name):
+        if name not in COMMANDS:
             return None
         mod, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(f"{__name__}.{mod}"), attr)

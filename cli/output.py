@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import click
 
@@ -21,9 +20,3 @@ def notice(msg: str) -> None:
 def emit_json(obj) -> None:
     """``--json`` output: exactly one JSON object on stdout."""
     click.echo(json.dumps(obj, ensure_ascii=False))
-
-
-def stdout_text():
-    """A text stream on stdout that writes UTF-8 whatever the locale or pipe."""
-    return open(sys.stdout.fileno(), "w", encoding="utf-8", errors="strict", closefd=False,
-                buffering=1)

@@ -10,13 +10,12 @@ import sys
 import click
 
 from charlm import rundir
-from charlm.config import DataConfig, ModelConfig, TrainConfig
+from charlm.config import ModelConfig, TrainConfig
 
 from .output import notice
 
 _T = TrainConfig()
 _M = ModelConfig(vocab_size=1)
-_D = DataConfig()
 
 
 def _duration(ctx, param, value):
