@@ -172,7 +172,7 @@ def train(examples, config: SeqConfig | dict, *, out, train: TrainConfig | dict 
                 notice(f"step {step}/{max_steps}  train {row['train_loss']:.4f}  val {last['loss']:.4f}  "
                        f"acc {last['accuracy']:.4f}  macro-F1 {last['macro_f1']:.4f}")
     last = dict(last, labels=labels, split="val" if len(va) else "train", steps=step)
-    save({k: v for k, v in last.items() if k != "confusion"})
+    save(last)
     return last
 
 
@@ -218,3 +218,33 @@ def tag_text(model: SeqModel, vocab: CharVocab, labels, text: str, max_len: int,
         tags.extend(labels[k] for k in p[:L, b].argmax(-1))
     restored = apply_tags(text, tags, task_name) if task_name else None
     return text, tags, restored
+
+
+def confusion_png(matrix, labels, path, *, title: str | None = None) -> Path:
+    """A heatmap of a confusion matrix (rows: true label, columns: predicted) as a PNG; needs matplotlib."""
+    from .errors import UsageError as _UE
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise _UE("writing a PNG needs matplotlib: pip install 'charlm[plot]' (or omit -o for a text table)") from None
+    m = np.asarray(matrix)
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(2 + 0.6 * n, 1.6 + 0.6 * n))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(n), labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(m[i, j]), ha="center", va="center", color="white" if m[i, j] > m.max() / 2 else "black")
+    ax.set_title(title or "confusion matrix")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

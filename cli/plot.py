@@ -23,7 +23,9 @@ from .output import notice
               help="seq2seq runs: the attention weights for translating SOURCE (a heatmap with -o, else text).")
 @click.option("--target", default=None, help="--attention-map: the target to attend with (default: the model's "
                                              "greedy translation).")
-def plot(run_dir, out, x, width, height, title, attention_map, target):
+@click.option("--confusion", is_flag=True,
+              help="classify/tag runs: the final confusion matrix (a heatmap with -o, else a text table).")
+def plot(run_dir, out, x, width, height, title, attention_map, target, confusion):
     """Plot the learning curves in RUN_DIR/metrics.jsonl: train and validation bits per character.
 
     With --attention-map SOURCE (a seq2seq run), plot its attention over SOURCE instead.
@@ -32,6 +34,8 @@ def plot(run_dir, out, x, width, height, title, attention_map, target):
 
     if attention_map is not None:
         return _attention(run_dir, out, attention_map, target, title)
+    if confusion:
+        return _confusion(run_dir, out, title)
     if out:
         from charlm.rundir import check_output_path
 
@@ -57,3 +61,22 @@ def _attention(run_dir, out, source, target, title):
         notice(f"wrote {amap.save_png(weights, source, target, out, title=title)}")
     else:
         click.echo(amap.text_heatmap(weights, source, target))
+
+
+def _confusion(run_dir, out, title):
+    from charlm import seqtrain
+    from charlm.errors import UsageError
+
+    from .seqcommon import confusion_table
+
+    _, _, labels, extra = seqtrain.load(run_dir)
+    m = (extra.get("metrics") or {}).get("confusion")
+    if m is None:
+        raise UsageError(f"{run_dir} keeps no confusion matrix: use charlm classify eval {run_dir} DATA")
+    if out:
+        from charlm.rundir import check_output_path
+
+        check_output_path(out, run_dir)
+        notice(f"wrote {seqtrain.confusion_png(m, labels, out, title=title)}")
+    else:
+        click.echo(confusion_table(m, labels))

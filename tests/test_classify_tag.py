@@ -89,6 +89,8 @@ def test_classify_cli_train_predict_eval(tmp_path):
     assert all(len(x["labels"]) == 1 and 1 / 3 <= x["labels"][0][1] <= 1 for x in rows)  # the top label
     r = run("classify", "eval", out, data, "--json")
     assert r.exit_code == 0 and len(json.loads(r.stdout)["confusion"]) == 3
+    r = run("plot", out, "--confusion")
+    assert r.exit_code == 0 and r.stdout.splitlines()[0].split() == ["true\\pred", "a", "b", "c"]
 
 
 def test_sigmoid_head_and_jsonl_and_directory(tmp_path):
