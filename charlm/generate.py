@@ -107,13 +107,14 @@ def _no_model_yet(path) -> None:
     import json
     import os
 
+    from . import rundir
     from .checkpoint import MODEL_NAME
 
     run_dir = os.fspath(path)
     if not os.path.isdir(run_dir) or os.path.exists(os.path.join(run_dir, MODEL_NAME)):
         return
     try:
-        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+        with open(os.path.join(run_dir, rundir.CONFIG), encoding="utf-8") as f:
             train = json.load(f)["train"]
         eval_every, save_every = int(train["eval_every"]), int(train["save_every"])
     except (OSError, ValueError, KeyError, TypeError):

@@ -53,6 +53,7 @@ import math
 
 import numpy as np
 
+from . import rundir
 from .errors import UsageError
 
 SCHEMA = "charlm-inspect/1"
@@ -388,7 +389,7 @@ def inspect_model(path, text: str | None = None, *, max_chars: int | None = None
     m = load(path)
     if text is None:
         run_dir = run_dir_of(path)
-        if run_dir is None or not (run_dir / "config.json").is_file():
+        if run_dir is None or not (run_dir / rundir.CONFIG).is_file():
             raise UsageError(f"no FILE given, and {path} is not a run directory with a config.json to rebuild "
                              "its validation split from: pass a FILE ('-' = stdin)")
         ids = split_ids(path, "val", m.tokenizer, notice)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import rundir
 from .config import TrainConfig, _check, _DictMixin
 from .errors import CheckpointError, UsageError
 from .optim import Optimizer, learning_rate
@@ -253,7 +254,7 @@ class Translator:
         extra = {k: v for k, v in self.meta.items() if k != "shared"}
         save_model(os.path.join(out, MODEL_NAME), self.model.state_dict(), model_config=model_config,
                    tokenizer=tokenizer, extra=extra)
-        with open(os.path.join(out, "config.json"), "w", encoding="utf-8") as f:
+        with open(os.path.join(out, rundir.CONFIG), "w", encoding="utf-8") as f:
             json.dump({"task": "seq2seq", "model": model_config, "vocab": tokenizer, **extra}, f, indent=2)
         return out
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, rundir
 from .config import TrainConfig
 from .errors import UsageError
 from .labeled import PAD, CharVocab, apply_tags, check_labels, stratified_split
@@ -139,7 +139,7 @@ def train(examples, config: SeqConfig | dict, *, out, train: TrainConfig | dict 
     rng = np.random.default_rng(tc.seed + 1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    metrics_path = out / "metrics.jsonl"
+    metrics_path = out / rundir.METRICS
     metrics_path.write_text("")
     tr_lens = [len(seqs[i]) for i in tr]
     steps_per_epoch = math.ceil(len(tr) / tc.batch_size)
