@@ -165,21 +165,30 @@ def main(argv=None):
         tmodel = None
         print("# torch not importable: charlm side only")
     rates = {"charlm train": [], "torch train": [], "charlm translate": [], "torch translate": []}
-    with cores(args.threads):
-        charlm_train(net, opt, batches, 3)        # warm-up: compile / cache load
-        charlm_translate(net, groups[:1])
-        if tmodel is not None:
-            torch_train(tmodel, topt, batches, 3)
-            torch_translate(tmodel, groups[:1])
-        for rep in range(args.reps):
-            order = ("charlm", "torch") if rep % 2 == 0 else ("torch", "charlm")
-            for side in order:
-                if side == "charlm":
-                    rates["charlm train"].append(charlm_train(net, opt, batches, args.steps))
-                    rates["charlm translate"].append(charlm_translate(net, groups))
-                elif tmodel is not None:
-                    rates["torch train"].append(torch_train(tmodel, topt, batches, args.steps))
-                    rates["torch translate"].append(torch_translate(tmodel, groups))
+    def timed_charlm(fn, *a):
+        with cores(args.threads):   # charlm's thread policy for charlm's calls only (torch keeps its own)
+            return fn(*a)
+
+    def timed_torch(fn, *a):
+        # starting Numba's OpenMP pool resets the process's OpenMP thread count, which torch shares
+        # (measured: torch.get_num_threads() went 1 -> 2 and torch ran 15x slower); set it every time
+        torch.set_num_threads(max(1, args.threads))
+        return fn(*a)
+
+    timed_charlm(charlm_train, net, opt, batches, 3)        # warm-up: compile / cache load
+    timed_charlm(charlm_translate, net, groups[:1])
+    if tmodel is not None:
+        timed_torch(torch_train, tmodel, topt, batches, 3)
+        timed_torch(torch_translate, tmodel, groups[:1])
+    for rep in range(args.reps):
+        order = ("charlm", "torch") if rep % 2 == 0 else ("torch", "charlm")
+        for side in order:
+            if side == "charlm":
+                rates["charlm train"].append(timed_charlm(charlm_train, net, opt, batches, args.steps))
+                rates["charlm translate"].append(timed_charlm(charlm_translate, net, groups))
+            elif tmodel is not None:
+                rates["torch train"].append(timed_torch(torch_train, tmodel, topt, batches, args.steps))
+                rates["torch translate"].append(timed_torch(torch_translate, tmodel, groups))
     print(f"model: lstm 1x{args.hidden}, embed {args.embed}, general attention, batch {args.batch}, "
           f"threads {args.threads}; {args.reps} reps; load after {common.load_avg()}")
     for what, unit in (("train", "pairs/s"), ("translate", "sentences/s")):
