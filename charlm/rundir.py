@@ -198,3 +198,18 @@ def changed_corpus(run_dir, err) -> UsageError:
     return UsageError(f"the corpus has changed since this run started: {detail}, which "
                       f"{os.path.join(run_dir, TOKENIZER)} does not hold; resume with the original text, "
                       "or start a new run with --out")
+
+
+def refuse_existing_run(out) -> None:
+    """``UsageError`` if ``out`` already holds files of a run (any kind: LM, classifier, tagger, seq2seq).
+
+    For trainers that write their run at the end (``charlm classify/tag/seq2seq train``): whatever else
+    the directory holds may stay, but an earlier run is never overwritten.
+    """
+    try:
+        names = [n for n in os.listdir(out) if n != LOCK and is_run_file(n) and not TEMP_RE.fullmatch(n)]
+    except OSError:
+        return
+    if names:
+        raise UsageError(f"--out {out} already holds a run ({_shown(names)}); charlm never overwrites one: "
+                         "choose a new --out")

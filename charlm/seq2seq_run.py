@@ -93,6 +93,8 @@ def split_pairs(pairs, val_frac: float, seed: int):
 def train(pairs_spec: str, out: str | None, model: dict, train_cfg: Seq2SeqTrainConfig,
           notice: Callable | None = None, pairs=None) -> Translator:
     """Train on PAIRS (a file or a built-in task; or ``pairs`` given directly); write ``out`` when given."""
+    if out is not None:
+        rundir.refuse_existing_run(out)   # before training: an earlier run in ``out`` is never overwritten
     with cores(train_cfg.threads):
         return _train(pairs_spec, out, model, train_cfg, notice, pairs)
 

@@ -138,6 +138,7 @@ def train(examples, config: SeqConfig | dict, *, out, train: TrainConfig | dict 
     opt = Optimizer(tc.replace(lr_schedule="constant"), model)
     rng = np.random.default_rng(tc.seed + 1)
     out = Path(out)
+    rundir.refuse_existing_run(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / rundir.METRICS
     metrics_path.write_text("")

@@ -211,3 +211,21 @@ def test_failed_encode_leaves_no_temporary_file(corpus, trained):
         assert r.exit_code != 0
         assert "Traceback" not in r.output
     assert [n for n in os.listdir(trained) if "tmp" in n] == []
+
+
+# ---------------------------------------------------------------- item 1 for the other trainers
+
+
+@pytest.mark.parametrize("cmd", ["classify", "tag", "seq2seq"])
+def test_other_trainers_never_overwrite_a_run(trained, tmp_path, cmd):
+    data = tmp_path / "d.tsv"
+    data.write_text("".join(f"{w}\t{w[0]}\n" for w in ["abc", "bcd", "cab", "bca"] * 10), encoding="utf-8")
+    before = snapshot(trained)
+    args = {"classify": ["classify", "train", data, "--out", trained, "--hidden", 4, "--embed", 2, "--max-steps", 2],
+            "tag": ["tag", "train", data.parent / "corpus.txt", "--task", "spaces", "--out", trained, "--hidden", 4,
+                    "--embed", 2, "--max-steps", 2],
+            "seq2seq": ["seq2seq", "train", "reverse:n=50,max_len=4", "-o", trained, "--hidden", 4, "--embed", 2,
+                        "--max-steps", 2]}[cmd]
+    r = run(*args)
+    assert_clean_error(r, 2, f"--out {trained} already holds a run", "choose a new --out")
+    assert snapshot(trained) == before
