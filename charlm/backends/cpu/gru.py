@@ -26,6 +26,8 @@ Activation memory, floats per layer (x4 bytes in float32):
     kept for backward: h (T+1)BH + gates 3TBH + hn TBH; backward scratch: dgh 3TBH, hw 3BH,
     dh BH; permuted weights and their gradients 6H(I+H)  ->  about 8*T*B*H per layer
     (L=2, T=100, B=64, H=512: 52.4M floats = 210 MB).
+
+Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GEMV, not GEMM (see ``blas``).
 """
 
 from __future__ import annotations

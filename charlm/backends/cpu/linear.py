@@ -8,6 +8,8 @@ gradient (e.g. a one-hot encoding).
 Threads (see ``recurrent``): the forward and dx split the N rows; dw and db split the O output
 rows (dw's block reads a column block of dout through its leading dimension), so no result
 needs a reduction.
+
+Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GEMV, not GEMM (see ``blas``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ Activation memory, floats per layer (x4 bytes in float32):
     kept for backward: h, c 2(T+1)BH + gates 4TBH; backward scratch: dgates 4TBH, dh/dc 2BH;
     permuted weights and their gradients 8H(I+H)  ->  about 10*T*B*H per layer, 10*L*T*B*H for L layers
     (L=2, T=100, B=64, H=512: 65.5M floats = 262 MB).
+
+Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GEMV, not GEMM (see ``blas``).
 """
 
 from __future__ import annotations

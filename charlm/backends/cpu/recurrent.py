@@ -27,6 +27,8 @@ where the per-step GEMMs of the split loop are already as fast as the whole-widt
 ``nt``/``nc`` come from Python (``threads.width()``: Numba's thread count, or the ceiling while the
 governor runs a block on fewer threads): numba.get_num_threads() inside a kernel makes the kernel
 uncacheable.
+
+Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GEMV, not GEMM (see ``blas``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ rows with row 0 = h0, so every step's previous state is h[:T].
 Activation memory, floats per layer (x4 bytes in float32):
     kept for backward: h (T+1)BH; backward scratch: dz TBH, dh BH
     ->  about 2*T*B*H per layer, 2*L*T*B*H for L layers.
+
+Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GEMV, not GEMM (see ``blas``).
 """
 
 from __future__ import annotations

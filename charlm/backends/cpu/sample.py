@@ -25,6 +25,8 @@ Picking a token from logits z (V,) with temperature T, top_k K, top_p P:
     P < 1: then keep the smallest most-likely-first prefix whose mass reaches P of the kept mass.
     Order is (p descending, index ascending). Draw: u = rng.random() * kept mass; the first v in
     index order whose running kept mass exceeds u.
+
+Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GEMV, not GEMM (see ``blas``).
 """
 
 from __future__ import annotations
