@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .config import GATES, ModelConfig, TrainConfig
+from .config import GATES, LN2, ModelConfig, TrainConfig
 
 CELL = "gru"                              # the cell when --cell is not given
 # (layers, hidden), smallest first; the cell is --cell or CELL
@@ -234,7 +234,7 @@ VERDICTS = ((1.5, "good: the model writes fluent text in the corpus's style"),
 
 def verdict(val_nats: float) -> str:
     """One line for the end of training: ``val 1.85 bpc: fair: ...``."""
-    bpc = val_nats / math.log(2.0)
+    bpc = val_nats / LN2
     text = next(v for limit, v in VERDICTS if bpc <= limit)
     return f"val {bpc:.2f} bpc: {text}"
 

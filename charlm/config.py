@@ -8,6 +8,7 @@ or TOML beside a run and read back unchanged.
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 from dataclasses import dataclass, field, fields
 
@@ -15,6 +16,7 @@ from .errors import UsageError
 
 CELLS = ("rnn", "lstm", "gru")
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+LN2 = math.log(2.0)           # nats per bit: bits per character = nats / LN2
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step")
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .config import ModelConfig, SampleConfig
+from .config import LN2, ModelConfig, SampleConfig
 from .errors import CheckpointError, UsageError
 
 CHUNK = 64
@@ -517,7 +517,7 @@ def _saved_ids(path: str, tokenizer, want: str | None) -> np.ndarray | None:
 
 def _metrics(total: float, n: int) -> dict:
     nats = total / n
-    return {"loss_nats": nats, "bpc": nats / math.log(2), "perplexity": math.exp(min(nats, 700.0)), "chars": n}
+    return {"loss_nats": nats, "bpc": nats / LN2, "perplexity": math.exp(min(nats, 700.0)), "chars": n}
 
 
 def _cut_at_stop(tail: str, text: str, stops) -> tuple[str, bool]:

@@ -23,11 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import rundir
-from .config import GATES, ModelConfig
+from .config import GATES, LN2, ModelConfig
 from .errors import UsageError
 
 CELL_NAMES = {"rnn": "SimpleRNN", "lstm": "LSTM", "gru": "GRU"}
-LN2 = math.log(2.0)
 
 
 # ---------------------------------------------------------------- parameter counts

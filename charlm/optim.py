@@ -12,6 +12,7 @@ import math
 
 from .config import TrainConfig
 
+RMSPROP_ALPHA = 0.99  # RMSprop's smoothing constant: PyTorch's default
 # optimizer -> names of its flat state buffers
 STATE_BUFFERS = {"adam": ("m", "v"), "adamw": ("m", "v"), "sgd": ("buf",), "rmsprop": ("sq", "buf")}
 
@@ -46,7 +47,7 @@ class Optimizer:
         elif cfg.optimizer == "sgd":
             be.sgd_step(p, g, s["buf"], lr, cfg.momentum, cfg.weight_decay, t)
         else:
-            be.rmsprop_step(p, g, s["sq"], s["buf"], lr, 0.99, cfg.eps, cfg.momentum, cfg.weight_decay, t)
+            be.rmsprop_step(p, g, s["sq"], s["buf"], lr, RMSPROP_ALPHA, cfg.eps, cfg.momentum, cfg.weight_decay, t)
 
     def tensors(self) -> dict:
         return {f"opt.{k}": self.backend.to_host(v) for k, v in self.state.items()}

@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import LN2
 from .errors import CharlmError, UsageError
 
-LN2 = math.log(2.0)
 MATPLOTLIB_MISSING = "matplotlib is not installed: pip install 'charlm[plot]'"
 TRAIN_MARK, VAL_MARK = "*", "o"
 

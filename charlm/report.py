@@ -54,6 +54,7 @@ import math
 import numpy as np
 
 from . import rundir
+from .config import LN2
 from .errors import UsageError
 
 SCHEMA = "charlm-inspect/1"
@@ -67,7 +68,6 @@ LOW, HIGH = 0.1, 0.9
 FEATURES = ("in_quotes", "bracket_depth", "in_brackets", "line_position", "indentation", "after_newline")
 GATE_NAMES = {"lstm": ("i", "f", "o"), "gru": ("r", "z")}
 _OPEN, _CLOSE = set("([{"), set(")]}")
-LN2 = math.log(2.0)
 
 
 # ---------------------------------------------------------------- text features

@@ -15,6 +15,7 @@ import json
 
 import numpy as np
 
+from .config import LN2
 from .report import FEATURES
 
 
@@ -60,14 +61,13 @@ def page_data(data: dict) -> dict:
 
 
 def _curves(metrics) -> dict:
-    ln2 = 0.6931471805599453
     train, val = [], []
     for rec in metrics:
         step = rec.get("step")
         for key, out in (("train_loss", train), ("val_loss", val)):
             v = rec.get(key)
             if isinstance(v, (int, float)) and v == v and abs(v) != float("inf"):
-                out.append([step, round(v / ln2, 5)])
+                out.append([step, round(v / LN2, 5)])
     return {"train": train, "val": val}
 
 

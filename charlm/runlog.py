@@ -17,9 +17,8 @@ import os
 import sys
 
 from . import rundir
+from .config import LN2  # noqa: F401  (re-exported: charlm.runlog.LN2)
 from .safefile import atomic_write_text
-
-LN2 = math.log(2.0)
 
 
 def fmt_duration(seconds: float) -> str:

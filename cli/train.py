@@ -10,7 +10,7 @@ import sys
 import click
 
 from charlm import rundir
-from charlm.config import ModelConfig, TrainConfig
+from charlm.config import LN2, ModelConfig, TrainConfig
 
 from .output import notice
 
@@ -189,7 +189,7 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
         return
     result = run_train(corpus, options, resume=resume, notice=notice)
     if result.best_val is not None:
-        notice(f"best validation loss {result.best_val:.4f} nats/char ({result.best_val / 0.6931471805599453:.3f} "
+        notice(f"best validation loss {result.best_val:.4f} nats/char ({result.best_val / LN2:.3f} "
                f"bpc); model in {os.path.join(result.run_dir, rundir.MODEL)}")
     if os.path.exists(os.path.join(result.run_dir, rundir.MODEL)):
         notice(f"sample it with: charlm sample {shlex.quote(str(result.run_dir))}")
