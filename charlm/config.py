@@ -149,9 +149,12 @@ class TrainConfig(_DictMixin):
     max_steps: int = 0            # 0 = no limit
     max_epochs: float = 0.0       # 0 = no limit
     max_time: float = 0.0         # seconds, 0 = no limit
-    eval_every: int = 500
-    log_every: int = 50
-    save_every: int = 500
+    eval_every: int = 0           # steps; 0 = on the time cadence below
+    log_every: int = 0            # steps; 0 = on the time cadence below
+    save_every: int = 0           # steps; 0 = with every evaluation only
+    eval_interval: float = 120.0  # seconds between evaluations (+ checkpoints) when eval_every is 0; the first at 30 s
+    log_interval: float = 10.0    # seconds between progress lines when log_every is 0
+    val_chars: int = 50_000       # validation characters scored per evaluation (a fixed subset); 0 = the whole split
     sample_every: int = 0
     keep: int = 2
     patience: int = 0             # evaluations without improvement before stopping; 0 = off
@@ -177,8 +180,10 @@ class TrainConfig(_DictMixin):
         _check(self.warmup_steps >= 0, "--warmup-steps must be >= 0")
         _check(self.lr_step_size >= 1 and self.lr_gamma > 0, "--lr-step-size must be >= 1 and --lr-gamma > 0")
         _check(self.max_steps >= 0 and self.max_epochs >= 0 and self.max_time >= 0, "budgets must be >= 0")
-        _check(self.eval_every >= 1 and self.log_every >= 1, "--eval-every and --log-every must be >= 1")
-        _check(self.save_every >= 1, "--save-every must be >= 1")
+        _check(self.eval_every >= 0 and self.log_every >= 0 and self.save_every >= 0,
+               "--eval-every, --log-every and --save-every must be >= 0 (0 = on the time cadence)")
+        _check(self.eval_interval > 0 and self.log_interval > 0, "--eval-interval and --log-interval must be > 0")
+        _check(self.val_chars >= 0, "--val-chars must be >= 0 (0 = the whole validation split)")
         _check(self.sample_every >= 0 and self.keep >= 1 and self.patience >= 0,
                "--sample-every and --patience must be >= 0, --keep >= 1")
         _check(self.threads >= 0, "--threads must be >= 0")

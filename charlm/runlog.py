@@ -5,8 +5,9 @@ metrics.jsonl holds one JSON object per line. Training lines: ``step`` (optimize
 steps done), ``epoch`` (fractional), ``train_loss`` (MEAN nats per character over
 the steps since the previous line), ``train_bpc``, ``lr``, ``grad_norm`` (pre-clip
 global norm of the last step), ``chars_per_sec`` (training throughput of the
-interval, evaluation and JIT-compilation time excluded), ``elapsed`` (seconds of
-training wall time so far). Evaluation lines add ``val_loss`` and ``val_bpc``.
+interval, evaluation and JIT-compilation time excluded; null on the first step of a session,
+whose line shows that step's time instead), ``elapsed`` (seconds of the run's wall time so far:
+setup, compilation, evaluations and earlier sessions included). Evaluation lines add ``val_loss`` and ``val_bpc``.
 """
 
 from __future__ import annotations
@@ -86,12 +87,15 @@ class RunLog:
         self._f.write(json.dumps(record) + "\n")
         self._f.flush()
 
-    def train_line(self, rec: dict, max_steps: int, eta: float | None) -> None:
+    def train_line(self, rec: dict, max_steps: int, eta: float | None, first_step: float | None = None) -> None:
+        """A progress line; ``first_step`` (seconds) replaces chars/s on the first step of a session, whose
+        time is mostly kernel compilation or cache loading (``chars_per_sec`` is null there)."""
         self.write(rec)
         total = f"/{max_steps}" if max_steps else ""
+        speed = (f"first step {first_step:.2f}s (kernel compilation or cache load included)"
+                 if first_step is not None else f"{rec['chars_per_sec'] or 0:,.0f} chars/s")
         line = (f"step {rec['step']}{total} | epoch {rec['epoch']:.2f} | loss {rec['train_loss']:.4f} "
-                f"({rec['train_bpc']:.3f} bpc) | lr {rec['lr']:.2e} | grad {rec['grad_norm']:.2f} | "
-                f"{rec['chars_per_sec']:,.0f} chars/s")
+                f"({rec['train_bpc']:.3f} bpc) | lr {rec['lr']:.2e} | grad {rec['grad_norm']:.2f} | {speed}")
         if eta is not None:
             line += f" | ETA {fmt_duration(eta)}"
         self._print(line, live=True)

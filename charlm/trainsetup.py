@@ -27,7 +27,10 @@ MODEL_KEYS = {f.name for f in fields(ModelConfig)} - {"vocab_size"}
 TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 # options that may change when a run resumes: budgets, cadences, machine
 RESUMABLE_KEYS = {"max_steps", "max_epochs", "max_time", "eval_every", "log_every", "save_every",
-                  "sample_every", "keep", "patience", "threads", "device"}
+                  "eval_interval", "log_interval", "val_chars", "sample_every", "keep", "patience", "threads",
+                  "device"}
+# a budget given at --resume replaces the stored one as a whole (an unnamed budget becomes 0 = none)
+BUDGET_KEYS = ("max_steps", "max_epochs", "max_time")
 DEFAULT_EPOCHS = 10.0
 
 
@@ -143,7 +146,10 @@ def prepare_run(sources: list, options: dict, *, resume: str | None, notice) -> 
                                  f"({k} = {merged[k]}); drop it, or start a new run with --out")
         data, train_cfg = _saved_configs(resume, saved)
         model_options = {k: v for k, v in saved["model"].items() if k != "vocab_size"}
-        train_cfg = train_cfg.replace(**_pick(options, RESUMABLE_KEYS))
+        changes = _pick(options, RESUMABLE_KEYS)
+        if set(changes) & set(BUDGET_KEYS):
+            changes = {**dict.fromkeys(BUDGET_KEYS, 0), **changes}
+        train_cfg = train_cfg.replace(**changes)
         run_dir, resumed = resume, True
     else:
         if not sources:

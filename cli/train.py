@@ -94,7 +94,8 @@ OPTIONS = [
     # budget
     _opt("--max-steps", type=int, help="Stop at this optimizer step (counts the whole run)."),
     _opt("--max-epochs", type=float, help="Stop at this epoch (counts the whole run)."),
-    _opt("--max-time", callback=_duration, help="Stop after this much training time (90s, 10m, 2h)."),
+    _opt("--max-time", callback=_duration,
+         help="Stop after this much wall time (90s, 10m, 2h), final evaluation included."),
     # run
     _opt("--init-from", type=click.Path(exists=True), metavar="RUN_DIR|MODEL",
          help="Fine-tune: start from this model's weights, config and vocabulary (optimizer and schedule "
@@ -104,9 +105,14 @@ OPTIONS = [
     _opt("--threads", type=int, help="CPU threads: 0 = all cores, fewer while other processes keep them busy; "
          "N pins N.", default=0),
     _opt("--device", type=click.Choice(["cpu", "cuda", "auto"]), help="Where the kernels run.", default="cpu"),
-    _opt("--eval-every", type=int, help="Evaluate every N steps.", default=_T.eval_every),
-    _opt("--log-every", type=int, help="Log every N steps.", default=_T.log_every),
-    _opt("--save-every", type=int, help="Save a resume checkpoint every N steps.", default=_T.save_every),
+    _opt("--eval-interval", callback=_duration, default="2m",
+         help="Evaluate and save a checkpoint this often (the first after 30s of training)."),
+    _opt("--log-interval", callback=_duration, help="Print a progress line this often.", default="10s"),
+    _opt("--eval-every", type=int, help="Evaluate every N steps instead of every --eval-interval."),
+    _opt("--log-every", type=int, help="Log every N steps instead of every --log-interval."),
+    _opt("--save-every", type=int, help="Also save a resume checkpoint every N steps."),
+    _opt("--val-chars", type=int, default=f"{_T.val_chars:,}",
+         help="Validation characters scored per evaluation, a fixed subset (0 = the whole split)."),
     _opt("--sample-every", type=int, help="Print a short sample every N steps (0 = never).", default=0),
     _opt("--keep", type=int, help="Resume checkpoints to keep.", default=_T.keep),
     _opt("--patience", type=int, help="Stop after N evaluations without improvement (0 = off).", default=0),
@@ -164,8 +170,9 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
     unknown = sorted(set(options) - known)
     if unknown:
         raise click.BadParameter(f"unknown keys in {config_file}: {', '.join(unknown)}", param_hint="--config")
-    if "max_time" in options:
-        options["max_time"] = _duration(None, None, options["max_time"])
+    for key in ("max_time", "eval_interval", "log_interval"):
+        if key in options:
+            options[key] = _duration(None, None, options[key])
     if "max_bytes" in options:
         options["max_bytes"] = _size(None, None, options["max_bytes"])
     options.update({k: v for k, v in flags.items() if v is not None})
