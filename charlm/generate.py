@@ -117,19 +117,24 @@ def _no_model_yet(path) -> None:
         with open(os.path.join(run_dir, rundir.CONFIG), encoding="utf-8") as f:
             train = json.load(f)["train"]
         eval_every, save_every = int(train["eval_every"]), int(train["save_every"])
+        interval = float(train.get("eval_interval", 120.0))
     except (OSError, ValueError, KeyError, TypeError):
         return  # not a run directory: the model loader names the missing file
     found = checkpoint_steps(run_dir)
-    head = (f"{run_dir} has no model yet: model.safetensors is written at the first evaluation (step "
-            f"{eval_every}) or when training ends. ")
+    # eval_every 0: evaluations on the clock, the first 30 s after the first step (charlm.train)
+    when = f"step {eval_every}" if eval_every else f"{min(30.0, interval):g}s after the first step"
+    head = (f"{run_dir} has no model yet: model.safetensors is written at the first evaluation ({when}) "
+            "or when training ends. ")
     if found:
         last = list(found)[-1]
         raise UsageError(head + f"Sample a checkpoint meanwhile: load({run_dir!r}, checkpoint={last}) "
                          f"(checkpoints at steps {_saved_steps(found)})",
                          cli=head + f"Sample a checkpoint meanwhile: charlm sample {run_dir} --checkpoint {last} "
                              f"(checkpoints at steps {_saved_steps(found)})")
-    raise UsageError(head + f"No checkpoint either: the first is saved at step {save_every}; then sample it "
-                     f"with --checkpoint {save_every}")
+    if save_every and (not eval_every or save_every < eval_every):
+        raise UsageError(head + f"No checkpoint either: the first is saved at step {save_every}; then sample it "
+                         f"with --checkpoint {save_every}")
+    raise UsageError(head + "No checkpoint either: the first is saved with the first evaluation")
 
 
 def load_checkpoint(run_dir, which, *, device: str = "cpu") -> Model:

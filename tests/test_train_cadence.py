@@ -133,9 +133,9 @@ def test_training_evaluates_the_subset_unless_asked(corpus, tmp_path):
     sizes = []
     real = trainmod.evaluate_pieces
 
-    def spy(model, ids, n, b, t):
+    def spy(model, ids, n, b, t, **kw):
         sizes.append(n)
-        return real(model, ids, n, b, t)
+        return real(model, ids, n, b, t, **kw)
 
     big = {**TINY, "val_frac": 0.5, "max_steps": 2}
     with pytest.MonkeyPatch.context() as mp:
