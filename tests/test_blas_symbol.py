@@ -1,4 +1,4 @@
-"""charlm/backends/cpu/blas.py calls Numba's INTERNAL helper ``numba_xxgemm`` by name (pyproject
+"""charlm/backends/cpu/blas.py calls Numba's INTERNAL helpers ``numba_xxgemm``/``numba_xxgemv`` by name (pyproject
 pins numba below the next minor release for that reason): fail loudly if a Numba release drops
 or renames it, before any kernel breaks in an obscure way."""
 
@@ -7,10 +7,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def test_numba_still_exports_xxgemm():
+def test_numba_still_exports_the_blas_helpers():
+    import re
+    from pathlib import Path
+
     from numba import _helperlib
 
-    assert "xxgemm" in _helperlib.c_helpers, "numba no longer exports numba_xxgemm: blas.py must change"
+    import charlm.backends.cpu.blas as blas
+
+    used = set(re.findall(r'"numba_(xx\w+)"', Path(blas.__file__).read_text()))
+    assert {"xxgemm"} <= used
+    for name in sorted(used):
+        assert name in _helperlib.c_helpers, f"numba no longer exports numba_{name}: blas.py must change"
 
 
 def test_gemm_through_the_helper_computes_a_product():
