@@ -36,21 +36,25 @@ class Workspace(NamedTuple):
 def forward(h, enc, lengths, kind: str, w_a, w_c, b_c) -> Workspace:
     """h (T, B, H), enc (S, B, D), lengths (B,) int; w_a (H, D) or None (dot), w_c (H, D + H), b_c (H,)."""
     T, B, H = h.shape
-    hb = h.transpose(1, 0, 2)                                   # (B, T, H) view
     e = np.ascontiguousarray(enc.transpose(1, 0, 2))           # (B, S, D)
     S, D = e.shape[1], e.shape[2]
-    q = hb @ w_a if kind == "general" else np.ascontiguousarray(hb)   # (B, T, D)
+    cat = np.empty((B, T, D + H), h.dtype)                     # (B, T, D + H) [context; decoder state]
+    cat[:, :, D:] = h.transpose(1, 0, 2)
+    hb = cat[:, :, D:]                                         # (B, T, H)
+    if kind == "general":                                      # one (B*T, H) @ (H, D) GEMM
+        q = (cat[:, :, D:].reshape(B * T, H) @ w_a).reshape(B, T, D)
+    else:
+        q = np.ascontiguousarray(hb)                           # (B, T, D)
     scores = q @ e.transpose(0, 2, 1)                          # (B, T, S)
     pad = np.arange(S)[None, :] >= np.asarray(lengths)[:, None]   # (B, S) True on padding
-    scores[np.broadcast_to(pad[:, None, :], scores.shape)] = -np.inf
+    if pad.any():
+        scores += np.where(pad, -np.inf, 0.0).astype(h.dtype)[:, None, :]
     scores -= scores.max(axis=2, keepdims=True)
-    a = np.exp(scores)
+    a = np.exp(scores, out=scores)
     a /= a.sum(axis=2, keepdims=True)                          # (B, T, S)
-    cat = np.empty((B, T, D + H), h.dtype)                     # (B, T, D + H)
     np.matmul(a, e, out=cat[:, :, :D])                         # context (B, T, D)
-    cat[:, :, D:] = hb
-    out = np.tanh(cat @ w_c.T + b_c)                           # (B, T, H)
-    return Workspace(q, e, a, cat, np.ascontiguousarray(out.transpose(1, 0, 2)))
+    out = np.tanh(cat.reshape(B * T, D + H) @ w_c.T + b_c)     # (B*T, H)
+    return Workspace(q, e, a, cat, np.ascontiguousarray(out.reshape(B, T, H).transpose(1, 0, 2)))
 
 
 def backward(ws: Workspace, dout, kind: str, w_a, w_c, dh, denc, dw_a, dw_c, db_c) -> None:
@@ -59,10 +63,11 @@ def backward(ws: Workspace, dout, kind: str, w_a, w_c, dh, denc, dw_a, dw_c, db_
     D = ws.e.shape[2]
     H = dout.shape[2]
     out = ws.out.transpose(1, 0, 2)                            # (B, T, H)
-    dpre = dout.transpose(1, 0, 2) * (1.0 - out * out)         # (B, T, H)
-    dw_c[...] = np.tensordot(dpre, ws.cat, axes=([0, 1], [0, 1]))   # (H, D + H)
-    db_c[...] = dpre.sum(axis=(0, 1))
-    dcat = dpre @ w_c                                          # (B, T, D + H)
+    dpre = (dout.transpose(1, 0, 2) * (1.0 - out * out)).reshape(B * T, H)   # (B*T, H)
+    cat2 = ws.cat.reshape(B * T, D + H)
+    dw_c[...] = dpre.T @ cat2                                  # (H, D + H)
+    db_c[...] = dpre.sum(axis=0)
+    dcat = (dpre @ w_c).reshape(B, T, D + H)                   # (B, T, D + H)
     dctx = dcat[:, :, :D]                                      # (B, T, D)
     de = ws.a.transpose(0, 2, 1) @ dctx                        # (B, S, D)
     da = dctx @ ws.e.transpose(0, 2, 1)                        # (B, T, S)
@@ -71,11 +76,10 @@ def backward(ws: Workspace, dout, kind: str, w_a, w_c, dh, denc, dw_a, dw_c, db_
     de += ds.transpose(0, 2, 1) @ ws.q                         # (B, S, D)
     dhb = dcat[:, :, D:]                                       # (B, T, H)
     if kind == "general":
-        hb = ws.cat[:, :, D:]
-        dw_a[...] = np.tensordot(hb, dq, axes=([0, 1], [0, 1]))   # (H, D)
-        dhb = dhb + dq @ w_a.T
+        dq2 = dq.reshape(B * T, D)
+        dw_a[...] = cat2[:, D:].T @ dq2                        # (H, D)
+        dhb = dhb + (dq2 @ w_a.T).reshape(B, T, H)
     else:
         dhb = dhb + dq
     dh[...] = dhb.transpose(1, 0, 2)
     denc[...] = de.transpose(1, 0, 2)
-    assert dh.shape == (T, B, H)
