@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
@@ -30,7 +28,7 @@ from .sources import Corpus, expand_sources, iter_text, read_sources, spool_stdi
 from .tokenizer import CharTokenizer, add_counts, count_symbols, select_symbols, symbol_repr
 
 __all__ = ["Corpus", "read_sources", "ids_dtype", "encode_corpus", "count_sources", "encode_to_file",
-           "load_ids", "rereadable", "load_saved_ids", "split_ids", "Streams", "eval_windows", "fit_shape",
+           "load_ids", "rereadable", "load_saved_ids", "split_ids", "Streams", "fit_shape",
            "vocab_stats"]
 
 ENCODE_CHARS = 1 << 22  # characters encoded per step in memory
@@ -329,40 +327,6 @@ class Streams:
         x[...] = self.data[idx]
         y[...] = self.data[idx + 1]
         return x, y
-
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Yield (k, x, y) for k = start .. windows_per_epoch - 1 (resume from ``start``)."""
-        for k in range(start, self.windows_per_epoch):
-            yield (k, *self.window(epoch, k))
-
-
-class EvalWindow(NamedTuple):
-    x: np.ndarray      # (t, b) int32 inputs
-    y: np.ndarray      # (t, b) int32 targets
-    cols: slice        # which of the B carried states these b streams continue
-
-
-def eval_windows(data: np.ndarray, batch_size: int, seq_len: int) -> Iterator[EvalWindow]:
-    """Windows that score every target ``data[1:]`` exactly once, in B parallel streams.
-
-    B = min(batch_size, N - 1) streams of ``L = (N - 1) // B`` characters, in windows of T
-    (the last may be shorter); then, when ``(N - 1) % B`` targets remain, one final window
-    of shape (r, 1) with ``cols = slice(B-1, B)``: it continues the last stream, so pass
-    the state of stream B-1 only. Start every stream from a zero state.
-    """
-    n = len(data)
-    if n < 2:
-        raise UsageError(f"cannot evaluate {n} character(s): at least 2 are needed")
-    b = max(1, min(int(batch_size), n - 1))
-    t, length = max(1, int(seq_len)), (n - 1) // b
-    base = np.arange(b, dtype=np.int64) * length  # (B,)
-    for s in range(0, length, t):
-        idx = base[None, :] + s + np.arange(min(t, length - s), dtype=np.int64)[:, None]  # (t, B)
-        yield EvalWindow(data[idx].astype(np.int32), data[idx + 1].astype(np.int32), slice(0, b))
-    r = (n - 1) - b * length
-    if r:
-        idx = b * length + np.arange(r, dtype=np.int64)[:, None]  # (r, 1)
-        yield EvalWindow(data[idx].astype(np.int32), data[idx + 1].astype(np.int32), slice(b - 1, b))
 
 
 def vocab_stats(counts: np.ndarray, *, level: str = "char", top: int = 10,

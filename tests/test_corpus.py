@@ -12,7 +12,6 @@ from charlm.corpus import (
     count_sources,
     encode_corpus,
     encode_to_file,
-    eval_windows,
     fit_shape,
     ids_dtype,
     load_ids,
@@ -224,7 +223,7 @@ def test_streams_windows_shift_and_continue(n, B, T, shuffle):
     assert W >= 1 and len(s) == W and s.tokens_per_epoch == W * T * B
     for epoch in (0, 1):
         xs = []
-        for _, x, y in s.epoch(epoch):
+        for x, y in (s.window(epoch, k) for k in range(s.windows_per_epoch)):
             assert x.shape == y.shape == (T, B) and x.dtype == y.dtype == np.int32
             assert x.flags.c_contiguous and y.flags.c_contiguous
             assert np.array_equal(y, x + 1)  # targets: the next character of the same stream
@@ -267,29 +266,6 @@ def test_streams_over_memmap(tmp_path):
     s = Streams(ids, 4, 16)
     x, y = s.window(0, 2)
     assert tok.decode(x[:, 1]) == tok.decode(ids[s.stream_len + 32: s.stream_len + 48])
-
-
-@pytest.mark.parametrize("n, B, T", [(2, 4, 3), (101, 4, 10), (103, 4, 10), (50, 7, 100), (37, 1, 5)])
-def test_eval_windows_score_every_target_once(n, B, T):
-    data = np.arange(n)
-    seen = []
-    width = None
-    for w in eval_windows(data, B, T):
-        assert np.array_equal(w.y, w.x + 1) and w.x.dtype == np.int32 and w.x.shape[0] <= T
-        if width is None:
-            width = w.x.shape[1]
-        assert w.cols in (slice(0, width), slice(width - 1, width)) and w.x.shape[1] == w.cols.stop - w.cols.start
-        seen.append(w.y.T)  # per stream
-    targets = np.concatenate([s.ravel() for s in seen])
-    assert sorted(targets.tolist()) == list(range(1, n))
-    with pytest.raises(UsageError):
-        next(eval_windows(np.arange(1), 2, 2))
-
-
-def test_eval_windows_tail_continues_the_last_stream():
-    wins = list(eval_windows(np.arange(12), 3, 2))  # 11 targets: 3 streams of 3, then 2 more
-    last_stream = np.concatenate([w.x[:, -1] for w in wins])
-    assert wins[-1].cols == slice(2, 3) and last_stream.tolist() == [6, 7, 8, 9, 10]
 
 
 def test_fit_shape():
