@@ -16,9 +16,9 @@ from .output import notice
 @click.command("inspect")
 @click.argument("model", metavar="RUN_DIR|MODEL.safetensors", type=click.Path(exists=True))
 @click.argument("file", metavar="[FILE|-]", required=False)
-@click.option("-o", "--output", metavar="REPORT.html", default=None,
+@click.option("-o", "--output", metavar="REPORT.html", default=None, type=click.Path(dir_okay=False),
               help="Write the HTML report here (one file: inline CSS/JS, opens from disk, no network).")
-@click.option("--json", "json_path", metavar="PATH", default=None,
+@click.option("--json", "json_path", metavar="PATH", default=None, type=click.Path(dir_okay=False, allow_dash=True),
               help="Write the report's data as JSON here ('-' = stdout); schema in charlm/report.py.")
 @click.option("--max-chars", type=int, default=None, metavar="N",
               help=f"Inspect the first N characters [default: {MAX_CHARS_DEFAULT:,}; at most {MAX_CHARS_LIMIT:,}].")

@@ -226,6 +226,8 @@ def test_bad_inputs(bracket_run, tmp_path):
     assert "".join(json.loads(r.stdout)["tokens"]) == "(a)[b]\n"
     assert_clean_error(run("inspect", bracket_run, odd), 2, "-o REPORT.html")
     assert_clean_error(run("inspect", bracket_run, odd, "--json", "-", "--max-chars", "0"), 2, "--max-chars")
+    for opt in ("-o", "--json"):  # a directory is refused before any work, as a usage error
+        assert_clean_error(run("inspect", bracket_run, odd, opt, tmp_path), 2, "is a directory")
     assert not (tmp_path / "r.html").exists()
 
 
