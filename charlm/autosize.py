@@ -1,4 +1,4 @@
-"""Budget-aware model size: pick layers x hidden (and dropout) for the budget on this machine.
+"""Budget-aware model size: pick layers x hidden (dropout, learning rate) for the budget on this machine.
 
 When a new run gives neither ``--layers`` nor ``--hidden``, :func:`choose` picks the model
 from a small table of candidates (:data:`SIZES`) for the characters of training the budget
@@ -22,14 +22,16 @@ allows. The rule, in full:
    candidate (by parameters) wins, the smallest when none does.
 4. **Dropout where data repeats.** Between-layer dropout is 0 for one layer, else 0 under one
    pass over the data, 0.1 up to :data:`DROPOUT_EPOCHS` passes, 0.2 beyond.
+5. **Learning rate**: :data:`LR_ONE_LAYER` for one layer, the TrainConfig default (3e-3) for
+   two (Adam, cosine-decayed over the budget either way).
 
 **The cell** is ``--cell`` when given, else :data:`CELL` (gru): in the measurements behind this
 rule a gru 1x256 gave the best 3-minute result on a 2-core machine (1.78 bpc on stdlib), PyTorch's
 gru 2x256 matched or beat its lstm 2x256 in 10 minutes, and charlm's GRU kernels are relatively
 faster than its LSTM ones (bench/bench_train.py: 1.23-1.28x PyTorch against 0.94-1.03x).
 
-Explicit flags always win: ``--cell`` chooses the cell of every candidate, and ``--dropout``
-(or ``--batch-size``, ``--seq-len``) given by the user is never replaced. A resumed run keeps
+Explicit flags always win: ``--cell`` chooses the cell of every candidate, and ``--dropout``,
+``--lr`` (or ``--batch-size``, ``--seq-len``) given by the user are never replaced. A resumed run keeps
 the choice recorded in its ``config.json`` and never re-chooses. The measured speed is
 rounded to a *speed class* (steps of 2^(1/2), about 41 %) before it is used, so a machine gives
 the same choice from run to run; only a machine whose speed sits on a class boundary (or whose
@@ -53,6 +55,7 @@ SIZE_KEYS = ("layers", "hidden")          # giving either turns the choice off
 CHARS_PER_PARAM = 6.0                     # rule 3
 REPEAT_SCALE = 8.0                        # rule 2: R*, in passes over the training split
 DROPOUT_EPOCHS = 4.0                      # rule 4
+LR_ONE_LAYER = 5e-3                       # rule 5 (gru 1x256, tiny-shakespeare, 400 steps: see README)
 TRAIN_SHARE = 0.85                        # of the time budget left after calibration (rule 1)
 OVERHEAD_MACS = 50_000                    # fixed per-character cost in multiply-add equivalents
 CALIBRATION_SHAPE = (32, 64)              # (T, B) of the timed calibration steps
@@ -67,6 +70,7 @@ class Choice:
     layers: int
     hidden: int
     dropout: float
+    lr: float
     budget: str                  # "3m", "2000 steps", "10 epochs"
     chars: int                   # characters of training the budget allows this model
     epochs: float                # passes over the training split those characters make
@@ -81,6 +85,10 @@ class Choice:
     @property
     def model_options(self) -> dict:
         return {"cell": self.cell, "layers": self.layers, "hidden": self.hidden, "dropout": self.dropout}
+
+    @property
+    def train_options(self) -> dict:
+        return {"lr": self.lr}
 
 
 def wanted(explicit: set, options: dict) -> bool:
@@ -202,12 +210,13 @@ def choose(cfg: TrainConfig, *, cell: str, embed: int, vocab: int, train_chars: 
     epochs = chars / max(1, train_chars)
     layers, hidden = pick
     dropout = dropout_for(layers, epochs)
+    lr = LR_ONE_LAYER if layers == 1 else TrainConfig().lr
     budget = budget_text(cfg)
     where = " on this machine" if cfg.max_time else ""
     speed = f" at ~{_si(cps)} chars/s" if cps else ""
     line = (f"{budget}{where}: {cell} {layers}x{hidden}, ~{_si(chars)} characters of training{speed} "
             f"({epochs:.1f} epochs){_calibration_note(calib)}; pass --layers/--hidden to choose yourself")
-    return Choice(cell, layers, hidden, dropout, budget, int(chars), round(epochs, 3),
+    return Choice(cell, layers, hidden, dropout, lr, budget, int(chars), round(epochs, 3),
                   None if cps is None else round(cps, 1), klass, round(calib, 3), line)
 
 

@@ -261,6 +261,7 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
     train_ids, val_ids, _ = corpus.split_ids(ids, cfg.val_frac, cfg.test_frac, starts=starts)
     if spec.autosize and spec.choice is None:
         _choose_size(spec, len(train_ids), len(tok), notice)
+        cfg = spec.train
     spec.model = ModelConfig(vocab_size=len(tok), **spec.model_options)
     memory.check_training(spec.model, spec.train, notice=notice)
     if not spec.resumed:
@@ -318,6 +319,7 @@ def _choose_size(spec: RunSpec, train_chars: int, vocab: int, notice) -> None:
     choice = autosize.choose(spec.train, cell=m.cell, embed=m.embed, vocab=vocab, train_chars=train_chars,
                              device=spec.device)
     spec.model_options.update({k: v for k, v in choice.model_options.items() if k not in spec.explicit})
+    spec.train = spec.train.replace(**{k: v for k, v in choice.train_options.items() if k not in spec.explicit})
     spec.choice = choice
     notice(choice.line)
 

@@ -66,6 +66,7 @@ def test_steps_and_epochs_budgets_choose_by_characters_without_calibration():
     # 20k steps x 64 x 100 = 128M characters, 12.8 epochs: the biggest 2-layer candidate, heavy dropout
     assert (by_steps.layers, by_steps.hidden, by_steps.chars) == (2, 512, 128_000_000)
     assert by_steps.dropout == 0.2 and by_steps.chars_per_sec is None and by_steps.calibration_seconds == 0
+    assert by_steps.lr == TrainConfig().lr  # two layers: the default rate
     tiny = autosize.choose(TrainConfig(max_epochs=1), cell="gru", embed=64, vocab=100, train_chars=5_000,
                            measure=never)
     assert (tiny.layers, tiny.hidden) == autosize.SIZES[0] and tiny.dropout == 0.0
@@ -129,16 +130,18 @@ def test_explicit_size_flags_turn_the_choice_off(corpus, tmp_path, monkeypatch):
         assert all(saved["model"][k] == v for k, v in flag.items())
 
 
-def test_explicit_cell_and_dropout_win_inside_the_choice(corpus, tmp_path, monkeypatch):
+def test_explicit_cell_dropout_and_lr_win_inside_the_choice(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(autosize, "dropout_for", lambda layers, epochs: 0.25)
     out = str(tmp_path / "run")
-    train([corpus], {**SMALL, "cell": "gru", "dropout": 0.05, "max_steps": 2, "out": out})
+    train([corpus], {**SMALL, "cell": "rnn", "dropout": 0.05, "lr": 1e-3, "max_steps": 2, "out": out})
     saved = config_json(out)
-    assert saved["model"]["cell"] == "gru" and saved["model"]["dropout"] == 0.05
-    assert saved["autosize"]["cell"] == "gru"
+    assert saved["model"]["cell"] == "rnn" and saved["model"]["dropout"] == 0.05 and saved["train"]["lr"] == 1e-3
+    assert saved["autosize"]["cell"] == "rnn" and saved["autosize"]["lr"] == autosize.LR_ONE_LAYER
     out2 = str(tmp_path / "run2")
-    train([corpus], {**SMALL, "cell": "gru", "max_steps": 2, "out": out2})
-    assert config_json(out2)["model"]["dropout"] == 0.25  # not given: the choice's value
+    train([corpus], {**SMALL, "max_steps": 2, "out": out2})
+    saved = config_json(out2)  # not given: the choice's values
+    assert saved["model"]["dropout"] == 0.25 and saved["train"]["lr"] == autosize.LR_ONE_LAYER
+    assert saved["model"]["cell"] == autosize.CELL
 
 
 def test_time_budget_calibrates_once_and_counts_it(corpus, tmp_path, fixed_speed):
