@@ -8,6 +8,8 @@ Sampling runs the compiled loop of ``charlm.backends.cpu.sample`` in chunks of `
     - ``stop``: a sample ends at the first occurrence of any stop string in the generated text (the
       prime is not searched); the stop string is included.
     - Same seed, same text (``seed=None`` draws a fresh one). num_samples > 1 run together as a batch.
+    - A temperature below ``MIN_TEMPERATURE`` (1e-4) samples as temperature 0 (the most likely symbol),
+      since 1/T would overflow; the memory of a batch is estimated first (``charlm.memory``).
     - Unknown prime symbols: "error" (default) names them; "skip" drops them; "replace" maps them to the
       tokenizer's unknown id, else to the most frequent symbol by the tokenizer's counts (id 0 if the
       tokenizer has no counts). Skip and replace report through ``notice``.

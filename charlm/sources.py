@@ -10,6 +10,13 @@ directories are skipped, and so are files that look binary (a NUL byte in their 
 Decoding is strict UTF-8 by default: invalid bytes raise ``UsageError`` naming the file
 and the byte offset. Text is streamed in chunks (``iter_text``) so a large corpus is
 never held twice in memory; ``read_sources`` joins the chunks into one string.
+
+Bounds (issue "no input hangs or eats memory"): stdin and non-regular files (FIFOs, ``<(cmd)``
+pipes, devices such as /dev/zero) are read up to ``max_bytes`` (``--max-bytes``, default
+``STREAM_LIMIT``), and spooled to a temporary file when the corpus is read twice; a FIFO is opened
+without blocking and given ``FIFO_WAIT`` seconds to get a writer. ``read_bytes`` reads a text that
+is held in memory (``eval --file``, ``score``, ``--prime-file``, a tokenizer) up to ``TEXT_LIMIT``
+or its caller's limit, checking a regular file's size before reading anything.
 """
 
 from __future__ import annotations

@@ -69,7 +69,12 @@ def default_run_dir(sources) -> str:
     name = "stdin" if not sources else os.path.basename(os.path.normpath(str(sources[0]))) or "corpus"
     name = os.path.splitext(name)[0] or "corpus"
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return os.path.join("runs", f"{name}-{stamp}")
+    base = path = os.path.join("runs", f"{name}-{stamp}")
+    n = 1
+    while os.path.lexists(path):  # two runs started in the same second get two directories
+        n += 1
+        path = f"{base}-{n}"
+    return path
 
 
 def read_run_config(run_dir: str) -> dict:

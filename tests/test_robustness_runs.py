@@ -229,3 +229,16 @@ def test_other_trainers_never_overwrite_a_run(trained, tmp_path, cmd):
     r = run(*args)
     assert_clean_error(r, 2, f"--out {trained} already holds a run", "choose a new --out")
     assert snapshot(trained) == before
+
+
+def test_default_run_dirs_started_in_the_same_second_differ(tmp_path, monkeypatch):
+    import time
+
+    from charlm.trainsetup import default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time, "strftime", lambda fmt: "20260101-000000")   # the same second for both
+    first = default_run_dir(["book.txt"])
+    os.makedirs(first)
+    second = default_run_dir(["book.txt"])
+    assert second != first and second.startswith(first)
