@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import rundir
 from .config import ModelConfig
 from .errors import CheckpointError, UsageError
 
@@ -53,6 +54,9 @@ def read_source(path) -> Source:
     from .tokenizer import CharTokenizer
 
     where = resolve_model_path(path)
+    if os.path.isdir(os.fspath(path)) and not where.exists() and not os.path.exists(os.path.join(path, rundir.CONFIG)):
+        raise UsageError(f"--init-from {path}: not a charlm run directory (no config.json, no model.safetensors); "
+                         "pass a RUN_DIR or a model.safetensors")
     if os.path.isdir(os.fspath(path)) and not where.exists():
         raise UsageError(f"--init-from {path}: the run has no model.safetensors yet (it is written at the "
                          "first evaluation); wait for it, or pass a model file")

@@ -248,8 +248,10 @@ def _read(f, path, max_bytes, header_only, check_meta):
         raise corrupt(path, f"file is truncated or empty ({size} bytes)")
     n = int.from_bytes(_read_exact(f, 8, path), "little")
     if n > MAX_HEADER_BYTES or n > size - 8:
+        ours = f.read(1) == b"{"  # a safetensors header is JSON: anything else was never one (text, JSON, ...)
         raise corrupt(path, f"header length {n} is impossible for a file of {size} bytes "
-                            "(truncated, or not a safetensors file)")
+                            "(truncated, or not a safetensors file)",
+                      "use an earlier checkpoint" if ours else "pass a RUN_DIR or a model.safetensors file")
     header = _parse_header(path, _read_exact(f, n, path))
     metadata = header.pop("__metadata__", {})
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):

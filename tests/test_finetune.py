@@ -144,6 +144,9 @@ def test_fine_tune_errors(source):
     assert r.exit_code == 2 and "--hidden 16 contradicts" in r.stderr
     r = run("train", d / "new.txt", "--init-from", d / "src", "--level", "byte", "--out", d / "e3")
     assert r.exit_code == 2 and "--level byte contradicts" in r.stderr
+    (d / "empty").mkdir()
+    r = run("train", d / "new.txt", "--init-from", d / "empty", "--out", d / "e5")
+    assert r.exit_code == 2 and "not a charlm run directory" in r.stderr and "Traceback" not in r.output
     r = run("train", "--resume", d / "src", "--init-from", d / "src")
     assert r.exit_code == 2 and "give one of them" in r.stderr
     r = run("train", d / "new.txt", "--unknown", "extend", "--out", d / "e4")

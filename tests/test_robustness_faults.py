@@ -162,7 +162,7 @@ def test_sample_file_that_is_not_a_model(tmp_path, model_run, kind):
     p = tmp_path / "thing.safetensors"
     if kind == "text":
         p.write_text(TEXT, encoding="utf-8")
-        phrase = "not a safetensors file"
+        phrase = "not a safetensors file); pass a RUN_DIR or a model.safetensors file"
     elif kind == "foreign-safetensors":
         save_file({"weight": np.ones((2, 3), np.float32)}, str(p))
         phrase = "not a charlm model file"
