@@ -104,3 +104,13 @@ def test_plot_attention_map_of_a_model_without_attention(tmp_path):
 def test_language_model_commands_name_the_seq2seq_command(run_dir):
     for args in (("sample", run_dir, "-n", 3), ("eval", run_dir, "--file", run_dir / "config.json")):
         assert_clean_error(run(*args), 2, "is a seq2seq model", "charlm seq2seq translate")
+
+
+def test_shared_vocab_round_trips(tmp_path):
+    d = tmp_path / "shared"
+    r = run("seq2seq", "train", "dates:n=60", "-o", d, "--hidden", 8, "--embed", 4, "--max-steps", 2, "--shared-vocab")
+    assert r.exit_code == 0, r.output
+    tr = load(d)
+    assert tr.src_vocab == tr.tgt_vocab and tr.meta["shared"] is True
+    assert set("0123456789-") <= set(tr.src_vocab.chars) and set("March") <= set(tr.tgt_vocab.chars)
+    assert "(shared)" in run("info", d).stdout

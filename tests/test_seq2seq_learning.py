@@ -9,8 +9,8 @@ from charlm.seq2seq_run import Seq2SeqTrainConfig, train
 MODEL = dict(cell="lstm", layers=1, hidden=64, embed=16)
 
 
-def fit(pairs, steps, **model):
-    cfg = Seq2SeqTrainConfig(batch_size=32, lr=1e-2, max_steps=steps, val_frac=0.0, log_every=10**6, threads=1)
+def fit(pairs, steps, lr=1e-2, **model):
+    cfg = Seq2SeqTrainConfig(batch_size=32, lr=lr, max_steps=steps, val_frac=0.0, log_every=10**6, threads=1)
     return train("pairs", None, {**MODEL, **model}, cfg, pairs=pairs)
 
 
@@ -25,8 +25,8 @@ def test_dates_need_attention_at_long_sources():
     held_out = dates(400, seed=99, weekday=1)
     long = [p for p in held_out if len(p[0]) > 20]
     assert len(long) > 250
-    with_attention = fit(pairs, 300, attention="general")
+    with_attention = fit(pairs, 600, lr=5e-3, attention="general")   # lr 1e-2 stalls for some seeds
     assert with_attention.evaluate(held_out)["exact"] >= 0.98
     a = with_attention.evaluate(long)["exact"]
-    b = fit(pairs, 300, attention="none").evaluate(long)["exact"]
+    b = fit(pairs, 600, lr=5e-3, attention="none").evaluate(long)["exact"]
     assert a >= 0.98 and a - b >= 0.3, (a, b)
