@@ -46,7 +46,9 @@ import math
 import os
 import shlex
 import signal
+import sys
 import time
+import types
 from dataclasses import dataclass
 
 import numpy as np
@@ -654,3 +656,15 @@ def evaluate_ids(model, ids: np.ndarray, batch_size: int, seq_len: int, *, world
     if world.size > 1:
         total, count = world.allreduce(np.array([total, count], dtype=np.float64))
     return total / count
+
+
+class _CallableModule(types.ModuleType):
+    """``charlm.train(...)`` is the library's training function, but ``import charlm.train`` (this module)
+    rebinds the package attribute ``charlm.train`` to the module itself; calling the module calls the
+    function, so both spellings keep working whichever was imported first."""
+
+    def __call__(self, *args, **kwargs):
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
