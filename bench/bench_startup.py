@@ -4,7 +4,8 @@
     python bench/bench_startup.py --cell gru --reps 3
     python bench/bench_startup.py --no-warmup     # also the cold start without the helper processes
 
-Cold = a fresh, empty NUMBA_CACHE_DIR (every kernel compiles); warm = the same directory again.
+Cold = a fresh, empty NUMBA_CACHE_DIR (every kernel compiles; the compile helpers forced on with
+CHARLM_WARMUP=1, "no helpers" with CHARLM_WARMUP=0); warm = the same directory again.
 "before step 1 done" is the wall time from launching the process to the moment it prints its
 step-1 line (imports, corpus setup, kernel compilation or cache load, the step itself); "CPU" is
 the user+system time of the process and its children (the helper processes that compile the
@@ -50,10 +51,11 @@ def timed_train(argv: list[str], env: dict) -> tuple[float, float, float]:
     return first, total, _children_cpu() - cpu0
 
 
-def timed(argv: list[str], env: dict) -> float:
-    t0 = time.perf_counter()
+def timed(argv: list[str], env: dict) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run to exit."""
+    cpu0, t0 = _children_cpu(), time.perf_counter()
     subprocess.run(argv, env=env, check=True, stdin=subprocess.DEVNULL, capture_output=True)
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, _children_cpu() - cpu0
 
 
 def main() -> None:
@@ -67,7 +69,8 @@ def main() -> None:
     print(f"machine: {common.cpu_model()}, {os.cpu_count()} CPUs, widest SIMD {common.cpu_flags()}; "
           f"load {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory() as tmp:
-        variants = [("cold", {})] + ([("cold, no helpers", {"CHARLM_WARMUP": "0"})] if args.no_warmup else [])
+        variants = [("cold", {"CHARLM_WARMUP": "1"})] + ([("cold, no helpers", {"CHARLM_WARMUP": "0"})]
+                                                         if args.no_warmup else [])
         for label, extra in variants:
             cache = tempfile.mkdtemp(dir=tmp)
             env = {**os.environ, "NUMBA_CACHE_DIR": cache, **extra}
@@ -89,9 +92,10 @@ def main() -> None:
               f"({', '.join(f'{x:.2f}' for x in firsts)}); CPU median {statistics.median(w[2] for w in warm):.2f} s")
         sample = cli + ["sample", run, "--length", "200", "--seed", "1"]
         timed(sample, env)  # compiles the sampling kernels once
-        times = [timed(sample, env) for _ in range(args.reps)]
+        runs = [timed(sample, env) for _ in range(args.reps)]
+        times = [r[0] for r in runs]
         print(f"sample --length 200, warm cache: median {statistics.median(times):.2f} s "
-              f"({', '.join(f'{x:.2f}' for x in times)})")
+              f"({', '.join(f'{x:.2f}' for x in times)}); CPU median {statistics.median(r[1] for r in runs):.2f} s")
     print(f"load {os.getloadavg()[0]:.2f}")
 
 

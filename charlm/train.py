@@ -172,7 +172,7 @@ class Trainer:
                 rundir.check_under_lock(spec.run_dir, fresh=not spec.resumed)
             set_threads(cfg.threads or (distributed.threads_per_rank(w) if w.size > 1 else 0))
             # first-ever start: the kernels compile in two helper processes while the corpus is read
-            self.warm = warmup.start(spec.model_options, cfg, spec.device) if w.size == 1 else None
+            self.warm = spec.warm = warmup.start(self._kernel_options(), cfg, spec.device) if w.size == 1 else None
             try:
                 data = build_data(spec, notice=self.notice) if w.is_root else None
             except BaseException:
@@ -226,6 +226,16 @@ class Trainer:
         if cfg.max_epochs:
             cands.append(int(math.ceil(cfg.max_epochs * wpe)))
         return min(cands) if cands else 0
+
+    def _kernel_options(self) -> dict:
+        """The model options that decide which kernels a run compiles, known before the corpus is read:
+        the size may still be chosen (charlm.autosize), the cell is already known."""
+        opts = dict(self.spec.model_options)
+        if getattr(self.spec, "autosize", False) and "cell" not in opts:
+            from .autosize import CELL
+
+            opts["cell"] = CELL
+        return opts
 
     @property
     def elapsed(self) -> float:

@@ -321,6 +321,9 @@ def _choose_size(spec: RunSpec, train_chars: int, vocab: int, notice) -> None:
     from . import autosize
 
     m = ModelConfig(vocab_size=vocab, **{"cell": autosize.CELL, **spec.model_options})
+    warm = getattr(spec, "warm", None)  # first-ever start: calibrate on the kernels the helpers compile
+    if warm is not None:
+        warm.wait()
     choice = autosize.choose(spec.train, cell=m.cell, embed=m.embed, vocab=vocab, train_chars=train_chars,
                              device=spec.device)
     spec.model_options.update({k: v for k, v in choice.model_options.items() if k not in spec.explicit})

@@ -78,11 +78,16 @@ def test_helpers_only_for_a_cold_cpu_cache(tmp_path, monkeypatch):
     from charlm import kernelcache
 
     monkeypatch.setattr(kernelcache, "DIR", str(tmp_path))
+    monkeypatch.setattr(warmup, "idle_cores", lambda: 1.5)
     assert warmup.wanted("gru", "cpu")
     assert not warmup.wanted("gru", "cuda")
     (tmp_path / "cpu_x").mkdir()
     (tmp_path / "cpu_x" / "gru.gru_forward-77.py311.nbi").write_bytes(b"")
     assert not warmup.wanted("gru", "cpu") and warmup.wanted("lstm", "cpu")
+    monkeypatch.setattr(warmup, "idle_cores", lambda: 0.2)  # every core busy: helpers would only add work
+    assert not warmup.wanted("lstm", "cpu")
+    monkeypatch.setenv("CHARLM_WARMUP", "1")
+    assert warmup.wanted("lstm", "cpu")
     monkeypatch.setenv("CHARLM_WARMUP", "0")
     assert not warmup.wanted("lstm", "cpu")
     monkeypatch.setattr(kernelcache, "DIR", None)
