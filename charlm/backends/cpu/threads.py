@@ -22,6 +22,13 @@ short spin, 400 with passive waiting and 512 with 1 thread. Two measures:
    that costs under 1/20 of the time, so a machine that quiets down gets its threads back. The
    tries cost about 1/PROBE of the time at first, then less.
 
+Measured with bench/bench_train.py --sections busy,busy-old (2-core Zen 3, one busy process started
+by the bench on a machine already at load 8-15; median ratio to the same code pinned to 1 thread,
+two runs of 3-5 reps): M lstm training 1.07 and 0.86 (best reps 1.07, 1.13), eval1 (B 1, `charlm
+eval --file`) 0.96 and 0.83 (best reps 1.00, 0.98); the old default (all threads, libgomp's
+default spin) at eval1: 0.08. Alternative not taken: a fixed switch on os.getloadavg()
+(it counts our own threads, lags by a minute, and says nothing about how a given kernel suffers).
+
 ``adapt(False)`` pins the thread count (``--threads N`` with N > 0 does); ``adapt(True)`` (the
 default, ``--threads 0``) lets sites choose. Results are bitwise the same whatever the choice:
 the kernels split their work into ``width()`` parts, the ceiling, not the thread count in use
