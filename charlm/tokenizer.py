@@ -391,6 +391,9 @@ class CharTokenizer:
         except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise CheckpointError(f"{path} is not a valid tokenizer JSON file ({e.__class__.__name__}): "
                                   "re-create it") from None
+        if isinstance(d, dict) and "format" not in d:  # some other JSON file (config.json, ...) given by mistake
+            raise UsageError(f"{path} is not a charlm tokenizer file (no \"format\" key); "
+                             "pass the tokenizer.json of a charlm run")
         return cls.from_dict(d)
 
     def __eq__(self, other) -> bool:

@@ -202,6 +202,9 @@ def test_load_errors(tmp_path):
         bad.write_bytes(content)
         with pytest.raises(CheckpointError):
             CharTokenizer.load(bad)
+    bad.write_text('{"model": {"cell": "lstm"}}')                 # a run's config.json given by mistake
+    with pytest.raises(UsageError, match="not a charlm tokenizer file.*pass the tokenizer.json"):
+        CharTokenizer.load(bad)
 
 
 def _valid():
