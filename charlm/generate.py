@@ -493,8 +493,10 @@ def run_split(run_dir, split: str, tokenizer, notice: Callable | None = None) ->
         part = np.array(val if split == "val" else test, dtype=np.int32)
     if len(part) < 2:
         frac = "val_frac" if split == "val" else "test_frac"
-        raise UsageError(f"the run's {split} split holds {len(part)} characters ({frac} = "
-                         f"{train.get(frac, 0.0)}): nothing to evaluate; pass --file TEXT")
+        held = f"the run's {split} split holds {len(part)} characters"
+        raise UsageError(f"{held} ({frac} = {train.get(frac, 0.0)}): nothing to evaluate; pass --file TEXT",
+                         cli=f"{held} (it trained with --{split}-frac {train.get(frac, 0.0)}): nothing to "
+                             "evaluate; pass --file TEXT")
     return part, train
 
 

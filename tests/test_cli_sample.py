@@ -114,7 +114,7 @@ def test_eval_split_and_errors(run_dir, tmp_path):
     assert json.loads(r.stdout)["loss_nats"] == pytest.approx(m.eval_streams(val, 64, 100)["loss_nats"])
     assert json.loads(r.stdout)["chars"] == val.size - 1
     r = run("eval", run_dir, "--split", "test")
-    assert r.exit_code == 2 and "test_frac" in r.stderr
+    assert r.exit_code == 2 and "--test-frac 0.0" in r.stderr and "--file TEXT" in r.stderr
     assert run("eval", run_dir).exit_code == 2                       # neither --file nor --split
     lone = tmp_path / "lone"
     lone.mkdir()
