@@ -16,6 +16,8 @@ from .output import notice
 
 _T = TrainConfig()
 _M = ModelConfig(vocab_size=1)
+# the model size is chosen for the budget on this machine (charlm.autosize) unless one of these is given
+_AUTO = "chosen for the budget when --layers and --hidden are both omitted, else"
 
 
 def _duration(ctx, param, value):
@@ -46,11 +48,13 @@ def _opt(*decls, help, default=None, **kw):
 
 OPTIONS = [
     # model
-    _opt("--cell", type=click.Choice(["rnn", "lstm", "gru"]), help="Recurrent cell.", default=_M.cell),
-    _opt("--layers", type=int, help="Stacked recurrent layers.", default=_M.layers),
-    _opt("--hidden", type=int, help="Hidden units per layer.", default=_M.hidden),
+    _opt("--cell", type=click.Choice(["rnn", "lstm", "gru"]), help="Recurrent cell.",
+         default=f"gru when --layers and --hidden are both omitted; else {_M.cell}"),
+    _opt("--layers", type=int, help="Stacked recurrent layers.", default=f"{_AUTO} {_M.layers}"),
+    _opt("--hidden", type=int, help="Hidden units per layer.", default=f"{_AUTO} {_M.hidden}"),
     _opt("--embed", type=int, help="Embedding size (0 = one-hot input).", default=_M.embed),
-    _opt("--dropout", type=float, help="Dropout between recurrent layers.", default=_M.dropout),
+    _opt("--dropout", type=float, help="Dropout between recurrent layers.",
+         default=f"chosen with the size when that is chosen, else {_M.dropout}"),
     _opt("--nonlinearity", type=click.Choice(["tanh", "relu"]), help="rnn cell activation.", default="tanh"),
     # data
     _opt("--seq-len", type=int, help="Window length T for truncated BPTT.", default=_T.seq_len),
@@ -79,7 +83,8 @@ OPTIONS = [
     # optimization
     _opt("--optimizer", type=click.Choice(["adam", "adamw", "sgd", "rmsprop"]), help="Optimizer.",
          default=_T.optimizer),
-    _opt("--lr", type=float, help="Learning rate.", default=_T.lr),
+    _opt("--lr", type=float, help="Learning rate.",
+         default=f"5e-3 for a chosen one-layer size, else {_T.lr}"),
     _opt("--weight-decay", type=float, help="Weight decay (L2 for adam/sgd/rmsprop, decoupled for adamw).",
          default=_T.weight_decay),
     _opt("--momentum", type=float, help="Momentum for sgd and rmsprop.", default=_T.momentum),

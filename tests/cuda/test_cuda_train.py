@@ -34,4 +34,6 @@ def test_resume_across_devices(tmp_path):
         assert (r.status, r.step) == ("finished", 4)
         runs[first] = losses(out)
     assert len(runs["cuda"]) == 4
-    assert runs["cuda"] == pytest.approx(runs["cpu"], rel=1e-5)
+    # float32 training trajectories on two devices (different reduction orders, Adam's sqrt) drift by
+    # ~1e-5 relative within 4 steps (1.8e-5 seen); kernels themselves are checked to 1e-5 elsewhere
+    assert runs["cuda"] == pytest.approx(runs["cpu"], rel=1e-4)
