@@ -27,7 +27,7 @@ import numpy as np
 
 from . import rundir
 from .config import ModelConfig
-from .errors import CheckpointError, UsageError
+from .errors import UsageError
 
 POLICIES = ("error", "skip", "replace", "extend")
 # model options that decide the weights' shapes or meaning: they come from the source
@@ -51,7 +51,6 @@ class Source:
 def read_source(path) -> Source:
     """The model to fine-tune: a RUN_DIR or a model.safetensors written by charlm (or charlm import)."""
     from .checkpoint import load_model, resolve_model_path
-    from .tokenizer import CharTokenizer
 
     where = resolve_model_path(path)
     if os.path.isdir(os.fspath(path)) and not where.exists() and not os.path.exists(os.path.join(path, rundir.CONFIG)):
@@ -61,14 +60,9 @@ def read_source(path) -> Source:
         raise UsageError(f"--init-from {path}: the run has no model.safetensors yet (it is written at the "
                          "first evaluation); wait for it, or pass a model file")
     sd, meta = load_model(path)
-    try:
-        config = ModelConfig.from_dict(meta["model_config"])
-    except (UsageError, TypeError) as e:
-        raise CheckpointError(f"{where}: bad model_config ({e}); the file is corrupt or foreign") from None
-    tok = CharTokenizer.from_dict(meta["tokenizer"])
-    if len(tok) != config.vocab_size:
-        raise CheckpointError(f"{where}: the tokenizer has {len(tok)} symbols but the model {config.vocab_size}; "
-                              "the file is corrupt: retrain or use another file")
+    from .generate import lm_config_and_tokenizer
+
+    config, tok = lm_config_and_tokenizer(where, sd, meta)  # same checks as sampling: task, vocab, finite
     step = meta.get("extra", {}).get("step")
     return Source(str(os.path.abspath(where)), config, tok, sd, step if isinstance(step, int) else None)
 

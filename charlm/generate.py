@@ -55,13 +55,22 @@ def load(path, *, device: str = "cpu", checkpoint=None) -> Model:
     from .backends import resolve_device
     from .checkpoint import load_model, resolve_model_path
     from .model import CharLM
-    from .tokenizer import CharTokenizer
 
     if checkpoint is not None:
         return load_checkpoint(path, checkpoint, device=device)
     _no_model_yet(path)
     sd, meta = load_model(path)
     where = resolve_model_path(path)
+    config, tok = lm_config_and_tokenizer(where, sd, meta)
+    model = CharLM.from_state_dict(config, sd, device=resolve_device(device))
+    return Model(model, tok, meta=meta)
+
+
+def lm_config_and_tokenizer(where, sd: dict, meta: dict):
+    """(ModelConfig, CharTokenizer) of a language-model file's metadata, after the checks every reader of
+    one needs: the file is a language model, its config and vocabulary agree, its weights are finite."""
+    from .tokenizer import CharTokenizer
+
     task = meta["model_config"].get("task")
     if task in _OTHER_TASKS:
         raise UsageError(f"{where} is a {task} model, not a language model: use {_OTHER_TASKS[task]}")
@@ -78,8 +87,7 @@ def load(path, *, device: str = "cpu", checkpoint=None) -> Model:
         raise CheckpointError(f"{where}: tensor {bad!r} holds NaN or infinite values (the training diverged, or "
                               "the file was damaged before its checksum was made): use an earlier checkpoint "
                               "or retrain")
-    model = CharLM.from_state_dict(config, sd, device=resolve_device(device))
-    return Model(model, tok, meta=meta)
+    return config, tok
 
 
 def checkpoint_steps(run_dir) -> dict:
