@@ -11,7 +11,7 @@ def _apply(ctx, param, value):
     if value is None or value == 0:
         return value           # the default: nothing to import or set
     if value < 0:
-        raise click.BadParameter("must be >= 0 (0 = all cores)")
+        raise click.UsageError("--threads must be >= 0 (0 = all cores)")
     from charlm.trainsetup import set_threads
 
     set_threads(value)

@@ -20,7 +20,7 @@ _M = ModelConfig(vocab_size=1)
 _AUTO = "chosen for the budget when --layers and --hidden are both omitted, else"
 
 
-def _duration(ctx, param, value):
+def _duration(ctx, param, value, name=None):
     if value is None:
         return None
     from charlm.runlog import parse_duration
@@ -28,7 +28,8 @@ def _duration(ctx, param, value):
     try:
         return parse_duration(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a duration: use e.g. 90s, 10m, 2h or 1h30m") from None
+        name = name or (param.opts[0] if param is not None else "duration")
+        raise click.UsageError(f"{name}: {value!r} is not a duration: use e.g. 90s, 10m, 2h or 1h30m") from None
 
 
 def _size(ctx, param, value):
@@ -140,9 +141,9 @@ def load_toml(path: str) -> dict:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
     except OSError as e:
-        raise click.BadParameter(f"cannot read {path}: {e.strerror}", param_hint="--config") from None
+        raise click.UsageError(f"--config: cannot read {path}: {e.strerror}") from None
     except tomllib.TOMLDecodeError as e:
-        raise click.BadParameter(f"{path} is not valid TOML: {e}", param_hint="--config") from None
+        raise click.UsageError(f"--config: {path} is not valid TOML: {e}") from None
     flat = {}
     for key, value in raw.items():
         if isinstance(value, dict):  # allow [model] / [train] tables
@@ -174,10 +175,10 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
     known = TRAIN_KEYS | {p.name for p in ctx.command.params}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise click.BadParameter(f"unknown keys in {config_file}: {', '.join(unknown)}", param_hint="--config")
+        raise click.UsageError(f"--config: unknown keys in {config_file}: {', '.join(unknown)}")
     for key in ("max_time", "eval_interval", "log_interval"):
         if key in options:
-            options[key] = _duration(None, None, options[key])
+            options[key] = _duration(None, None, options[key], name=f"{key} in {config_file}")
     if "max_bytes" in options:
         options["max_bytes"] = _size(None, None, options["max_bytes"])
     options.update({k: v for k, v in flags.items() if v is not None})

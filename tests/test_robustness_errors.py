@@ -146,6 +146,28 @@ def test_toml_wrong_types(corpus, tmp_path, line, phrase):
     assert not out.exists()   # refused before training, so nothing half-made is left
 
 
+@pytest.mark.parametrize("toml,flags,phrase", [
+    (None, ["--max-time", "soon"], "--max-time: 'soon' is not a duration"),
+    ('max-time = "soon"\n', [], "max_time in "),
+    ("hidden = [\n", [], "is not valid TOML"),
+    ("bogus = 1\n", [], "--config: unknown keys in"),
+    (None, ["--threads", "-1"], "--threads must be >= 0"),
+])
+def test_train_usage_errors_are_one_style(corpus, tmp_path, toml, flags, phrase):
+    """The CLI's own checks raise click.UsageError: exit 2, 'Error: ...' on stderr, the option named."""
+    cfg = []
+    if toml is not None:
+        (tmp_path / "c.toml").write_text(toml, encoding="utf-8")
+        cfg = ["--config", tmp_path / "c.toml"]
+    r = run("train", corpus, *TINY, *flags, *cfg, "--out", tmp_path / "run")
+    assert_clean_error(r, 2, "Error: ", phrase)
+    assert "Invalid value for" not in r.stderr
+
+
+def test_model_commands_threads_usage_error(model_run):
+    assert_clean_error(run("sample", model_run, "--threads", "-1"), 2, "--threads must be >= 0 (0 = all cores)")
+
+
 @pytest.mark.parametrize("damage", ["list", "lr string", "seq_len float", "corpus list"])
 def test_config_json_wrong_shape_or_types(own_run, damage):
     path = own_run / rundir.CONFIG
