@@ -449,9 +449,9 @@ def run_split(run_dir, split: str, tokenizer, notice: Callable | None = None) ->
     import tempfile
 
     from . import corpus, rundir
+    from .boundedread import read_bytes
     from .errors import UnknownSymbolsError
     from .finetune import with_policy
-    from .sources import read_bytes
 
     if split not in ("val", "test"):
         raise UsageError(f"unknown split {split!r}: choose val or test")

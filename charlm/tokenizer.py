@@ -379,7 +379,7 @@ class CharTokenizer:
 
     @classmethod
     def load(cls, path) -> CharTokenizer:
-        from .sources import read_bytes
+        from .boundedread import read_bytes
 
         path = Path(path)
         if not path.exists():

@@ -79,7 +79,7 @@ def default_run_dir(sources) -> str:
 
 def read_run_config(run_dir: str) -> dict:
     """RUN_DIR/config.json of a run to resume, with a one-line error naming the file when it is damaged."""
-    from .sources import read_bytes
+    from .boundedread import read_bytes
 
     path = os.path.join(run_dir, rundir.CONFIG)
     if not os.path.isdir(run_dir):

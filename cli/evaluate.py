@@ -16,10 +16,10 @@ _MODEL = click.argument("model", metavar="RUN_DIR|MODEL.safetensors", type=click
 
 
 def read_text(path: str, encoding: str, max_bytes: int | None = None) -> str:
-    """The text of FILE ('-' = stdin), at most ``max_bytes`` (``charlm.sources.read_bytes``)."""
+    """The text of FILE ('-' = stdin), at most ``max_bytes`` (``charlm.boundedread.read_bytes``)."""
     import codecs
 
-    from charlm.sources import read_bytes
+    from charlm.boundedread import read_bytes
 
     try:
         codecs.getincrementaldecoder(encoding)

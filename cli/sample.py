@@ -23,7 +23,7 @@ _S = SampleConfig()
 
 def max_bytes_option(f):
     """``--max-bytes SIZE``: the bound on a text read into memory (shared by sample, eval and score)."""
-    from charlm.sources import TEXT_LIMIT, fmt_bytes, parse_size
+    from charlm.boundedread import TEXT_LIMIT, fmt_bytes, parse_size
 
     return click.option("--max-bytes", default=None, metavar="SIZE",
                         callback=lambda ctx, param, v: None if v is None else parse_size(v),
@@ -32,7 +32,7 @@ def max_bytes_option(f):
 
 def read_prime_file(path: str, max_bytes: int | None = None) -> str:
     """The text of --prime-file (``-`` reads stdin), decoded as UTF-8, at most ``max_bytes``."""
-    from charlm.sources import read_bytes
+    from charlm.boundedread import read_bytes
 
     raw = read_bytes(path, limit=max_bytes, what="--prime-file")
     try:

@@ -35,7 +35,7 @@ def _duration(ctx, param, value, name=None):
 def _size(ctx, param, value):
     if value is None or isinstance(value, int):
         return value
-    from charlm.sources import parse_size
+    from charlm.boundedread import parse_size
 
     return parse_size(value)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from charlm.boundedread import parse_size
 from charlm.corpus import count_sources, vocab_stats
-from charlm.sources import parse_size
 
 from .output import emit_json, notice
 

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from charlm import rundir, sources
+from charlm import boundedread, rundir
 from charlm.errors import UsageError
 from charlm.tokenizer import CharTokenizer
 from charlm.train import train
@@ -27,7 +27,7 @@ needs_dev_zero = pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no 
 
 @pytest.fixture
 def fifo(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "FIFO_WAIT", 0.2)
+    monkeypatch.setattr(boundedread, "FIFO_WAIT", 0.2)
     p = tmp_path / "fifo"
     os.mkfifo(p)
     return p
