@@ -17,7 +17,9 @@ whoever takes the lock removes. Every other module takes these names from here.
 Rules that protect a run (issue "no path loses a run"):
     - ``charlm train`` starts a fresh run only in a directory that is missing or empty (the lock and
       stale temporary files aside); anything else is refused, and the decision is taken again while
-      holding the lock, so two trainings started together cannot both write one directory.
+      holding the lock, so two trainings started together cannot both write one directory. The
+      classify / tag / seq2seq trainers (no ``--resume``) follow the same rule for every non-empty
+      directory (``charlm.safefile.fresh_run``), and remove what they wrote if they fail or are stopped.
     - Nothing is written through a symbolic link inside a run directory (``refuse_links``; the lock
       and non-atomic writers open with ``O_NOFOLLOW``).
     - Commands that write a user-named file (``sample -o``, ``plot -o``) refuse a file of a run.
@@ -68,11 +70,12 @@ def _shown(names: list[str], limit: int = 5) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def check_fresh(run_dir) -> None:
+def check_fresh(run_dir, *, resumable: bool = True) -> None:
     """``UsageError`` unless ``run_dir`` is missing or empty (apart from a lock and stale temp files).
 
-    A directory with config.json is a run: resume it. Anything else (a run that lost its config.json,
-    a user folder) is never overwritten.
+    A directory with config.json is a run: resume it (``resumable``: the trainer has ``--resume``; the
+    classify / tag / seq2seq trainers have not). Anything else (a run that lost its config.json, a user
+    folder) is never overwritten.
     """
     run_dir = Path(run_dir)
     if os.path.lexists(run_dir) and not run_dir.is_dir():
@@ -81,11 +84,17 @@ def check_fresh(run_dir) -> None:
         names = os.listdir(run_dir)
     except OSError:
         return  # missing, or a parent is a file: check_writable_dir says which, with a fix
-    if CONFIG in names:
+    others = [n for n in names if n != LOCK and not TEMP_RE.fullmatch(n)]
+    if CONFIG in names and resumable:
         raise UsageError(f"{run_dir} already holds a run; resume it with --resume {run_dir}, "
                          "or choose another --out")
-    others = [n for n in names if n != LOCK and not TEMP_RE.fullmatch(n)]
+    if others and not resumable and (CONFIG in names or MODEL in names):
+        raise UsageError(f"--out {run_dir} already holds a run ({_shown(others)}); charlm never overwrites one: "
+                         "choose a new --out")
     if others:
+        if not resumable:
+            raise UsageError(f"--out {run_dir} is not empty ({_shown(others)}); charlm never overwrites it: "
+                             "choose a new --out (a missing or empty directory)")
         what = "files of an earlier run without its config.json" if any(map(is_run_file, others)) else "other files"
         raise UsageError(f"--out {run_dir} is not empty ({what}: {_shown(others)}) and is not a run to resume; "
                          "charlm train never overwrites it: choose a new --out")
@@ -152,26 +161,27 @@ def make_run_dir(run_dir) -> bool:
         return False  # check_writable_dir reports it with the reason and a fix
 
 
-def check_under_lock(run_dir, *, fresh: bool) -> None:
+def check_under_lock(run_dir, *, fresh: bool, resumable: bool = True) -> None:
     """The checks a trainer repeats once it holds the lock: a fresh run needs an empty directory
     (another trainer may have filled it meanwhile), and no run file may be a symbolic link."""
     if fresh:
-        check_fresh(run_dir)
+        check_fresh(run_dir, resumable=resumable)
     refuse_links(run_dir)
 
 
-def discard_fresh(run_dir, created: bool) -> None:
-    """Undo a fresh run that failed before its first file: remove the directory if this process made it,
-    else only the encoded corpus it wrote (the directory was empty before, ``check_fresh``)."""
+def discard_fresh(run_dir, created: bool, names=(IDS,)) -> None:
+    """Undo a fresh run that failed before it was complete: remove the directory if this process made it,
+    else only the run files ``names`` it wrote (the directory was empty before, ``check_fresh``)."""
     import shutil
 
     if created:
         shutil.rmtree(run_dir, ignore_errors=True)
         return
-    try:
-        os.unlink(os.path.join(run_dir, IDS))
-    except OSError:
-        pass
+    for name in names:
+        try:
+            os.unlink(os.path.join(run_dir, name))
+        except OSError:
+            pass
 
 
 def resume_tokenizer(run_dir):
@@ -198,18 +208,3 @@ def changed_corpus(run_dir, err) -> UsageError:
     return UsageError(f"the corpus has changed since this run started: {detail}, which "
                       f"{os.path.join(run_dir, TOKENIZER)} does not hold; resume with the original text, "
                       "or start a new run with --out")
-
-
-def refuse_existing_run(out) -> None:
-    """``UsageError`` if ``out`` already holds files of a run (any kind: LM, classifier, tagger, seq2seq).
-
-    For trainers that write their run at the end (``charlm classify/tag/seq2seq train``): whatever else
-    the directory holds may stay, but an earlier run is never overwritten.
-    """
-    try:
-        names = [n for n in os.listdir(out) if n != LOCK and is_run_file(n) and not TEMP_RE.fullmatch(n)]
-    except OSError:
-        return
-    if names:
-        raise UsageError(f"--out {out} already holds a run ({_shown(names)}); charlm never overwrites one: "
-                         "choose a new --out")

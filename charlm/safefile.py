@@ -14,6 +14,7 @@ removes the temporary files a killed writer left behind.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -187,6 +188,37 @@ class RunLock:
 
     def __exit__(self, *exc_info) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def fresh_run(out, names=(rundir.METRICS, rundir.MODEL, rundir.CONFIG)):
+    """``with fresh_run(out): ...`` for a trainer that writes a new run and has no ``--resume``.
+
+    The ``charlm train`` rules: ``out`` must be missing or empty, it is checked again under the run lock
+    (held for the whole block), and if the block fails or is interrupted the run files ``names`` it wrote
+    are removed (the directory too, if this call created it), so no half-made run is left behind.
+    """
+    out = Path(out)
+    rundir.check_fresh(out, resumable=False)
+    created = rundir.make_run_dir(out)
+    check_writable_dir(out)
+    with RunLock(out):
+        rundir.check_under_lock(out, fresh=True, resumable=False)
+        try:
+            yield out
+        except BaseException:
+            rundir.discard_fresh(out, created, names)
+            raise
+
+
+def append_line(path, line: str) -> None:
+    """Append ``line`` and a newline to ``path`` (created if missing), never through a symbolic link."""
+    try:
+        fd = rundir.open_nofollow(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        with os.fdopen(fd, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+    except OSError as exc:
+        raise os_error("write", path, exc) from exc
 
 
 def remove_stale_temps(directory) -> list[str]:

@@ -23,7 +23,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,7 @@ from .config import TrainConfig, _check, _DictMixin
 from .errors import CheckpointError, UsageError
 from .optim import Optimizer, learning_rate
 from .pairs import PairVocab, buckets, build_vocabs, encode_pairs, make_batch, read_pairs
+from .safefile import atomic_write_text, fresh_run
 from .seq2seq import DECODERS, Seq2Seq, Seq2SeqConfig
 
 
@@ -93,10 +94,8 @@ def split_pairs(pairs, val_frac: float, seed: int):
 def train(pairs_spec: str, out: str | None, model: dict, train_cfg: Seq2SeqTrainConfig,
           notice: Callable | None = None, pairs=None) -> Translator:
     """Train on PAIRS (a file or a built-in task; or ``pairs`` given directly); write ``out`` when given."""
-    if out is not None:
-        rundir.refuse_existing_run(out)   # before training: an earlier run in ``out`` is never overwritten
-    with cores(train_cfg.threads):
-        return _train(pairs_spec, out, model, train_cfg, notice, pairs)
+    with fresh_run(out) if out is not None else nullcontext(), cores(train_cfg.threads):
+        return _train(pairs_spec, out, model, train_cfg, notice, pairs)   # an empty ``out``, under its lock
 
 
 def _train(pairs_spec, out, model, train_cfg, notice, pairs) -> Translator:
@@ -256,8 +255,8 @@ class Translator:
         extra = {k: v for k, v in self.meta.items() if k != "shared"}
         save_model(os.path.join(out, MODEL_NAME), self.model.state_dict(), model_config=model_config,
                    tokenizer=tokenizer, extra=extra)
-        with open(os.path.join(out, rundir.CONFIG), "w", encoding="utf-8") as f:
-            json.dump({"task": "seq2seq", "model": model_config, "vocab": tokenizer, **extra}, f, indent=2)
+        atomic_write_text(os.path.join(out, rundir.CONFIG),
+                          json.dumps({"task": "seq2seq", "model": model_config, "vocab": tokenizer, **extra}, indent=2))
         return out
 
 

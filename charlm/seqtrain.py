@@ -21,6 +21,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,6 +31,7 @@ from .errors import UsageError
 from .labeled import PAD, CharVocab, apply_tags, check_labels, stratified_split
 from .models.sequence import SeqConfig, SeqModel
 from .optim import Optimizer
+from .safefile import append_line, fresh_run
 
 CHUNK = 20  # batches per sorted chunk
 
@@ -137,11 +139,26 @@ def train(examples, config: SeqConfig | dict, *, out, train: TrainConfig | dict 
     model = SeqModel(cfg, seed=tc.seed, device=tc.device if tc.device != "auto" else "cpu")
     opt = Optimizer(tc.replace(lr_schedule="constant"), model)
     rng = np.random.default_rng(tc.seed + 1)
-    out = Path(out)
-    rundir.refuse_existing_run(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with fresh_run(out) as out:   # charlm train's rules: an empty --out, decided under the lock
+        return _fit(model, opt, rng, out, _Data(task, cfg, vocab, labels, seqs, targets, tr, va),
+                    tc, max_len, task_name, notice)
+
+
+class _Data(NamedTuple):
+    task: str
+    cfg: SeqConfig
+    vocab: CharVocab
+    labels: list
+    seqs: list
+    targets: list
+    tr: np.ndarray
+    va: np.ndarray
+
+
+def _fit(model, opt, rng, out: Path, d: _Data, tc: TrainConfig, max_len, task_name, notice) -> dict:
+    """The training loop of ``train``, inside the run lock."""
+    task, cfg, vocab, labels, seqs, targets, tr, va = d
     metrics_path = out / rundir.METRICS
-    metrics_path.write_text("")
     tr_lens = [len(seqs[i]) for i in tr]
     steps_per_epoch = math.ceil(len(tr) / tc.batch_size)
     max_steps = tc.max_steps or (math.ceil(tc.max_epochs * steps_per_epoch) if tc.max_epochs else 10 * steps_per_epoch)
@@ -168,8 +185,7 @@ def train(examples, config: SeqConfig | dict, *, out, train: TrainConfig | dict 
                 row = {"step": step, "train_loss": float(np.mean(run_loss)), "val_loss": last["loss"],
                        "accuracy": last["accuracy"], "macro_f1": last["macro_f1"], "time": time.time() - t0}
                 run_loss = []
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_line(metrics_path, json.dumps(row))
                 notice(f"step {step}/{max_steps}  train {row['train_loss']:.4f}  val {last['loss']:.4f}  "
                        f"acc {last['accuracy']:.4f}  macro-F1 {last['macro_f1']:.4f}")
     last = dict(last, labels=labels, split="val" if len(va) else "train", steps=step)

@@ -31,9 +31,10 @@ def classify():
 def train_cmd(data, pool, head, **kw):
     """Train on DATA: TSV (text<TAB>label), CSV (text,label), JSONL {"text","label"}, or a
     directory with one sub-directory per label."""
-    from charlm import labeled, seqtrain
+    from charlm import labeled, rundir, seqtrain
 
     model, train, max_len, out = split_kwargs(kw)
+    rundir.check_fresh(out, resumable=False)   # before reading DATA; decided again under the lock
     examples = labeled.read_labeled(data)
     cfg = {"task": "classify", "vocab_size": 0, "num_labels": 0, "pool": pool, "head": head, **model}
     res = seqtrain.train(examples, cfg, out=out, train=train, max_len=max_len, notice=notice)

@@ -37,9 +37,10 @@ def tag():
 @options(TRAIN_OPTS)
 def train_cmd(data, task, **kw):
     """Train a tagger on DATA (plain text with --task, else JSONL with one tag per character)."""
-    from charlm import labeled, seqtrain
+    from charlm import labeled, rundir, seqtrain
 
     model, train, max_len, out = split_kwargs(kw)
+    rundir.check_fresh(out, resumable=False)   # before reading DATA; decided again under the lock
     if task:
         text = labeled.read_plain(data)
         examples = labeled.tag_task(text, task, max_len)

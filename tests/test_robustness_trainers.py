@@ -1,0 +1,132 @@
+"""Robustness matrix, the trainers without --resume (classify, tag, seq2seq): their --out gets the rules
+of ``charlm train`` (issue 13, items 1-3): a non-empty directory is refused, the decision is taken again
+under the run lock, nothing is written through a symbolic link, and a failed or interrupted run leaves no
+half-made directory behind.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from clihelp import assert_clean_error, run
+
+from charlm import rundir, safefile
+
+TINY = ["--hidden", 4, "--embed", 2, "--max-steps", 2]
+CMDS = ["classify", "tag", "seq2seq"]
+
+
+@pytest.fixture
+def data(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "d.tsv").write_text("".join(f"{w}\t{w[0]}\n" for w in ["abc", "bcd", "cab", "bca"] * 10), encoding="utf-8")
+    (d / "corpus.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 10, encoding="utf-8")
+    return d
+
+
+def args(cmd, data, out, *extra):
+    return {"classify": ["classify", "train", data / "d.tsv", "--out", out],
+            "tag": ["tag", "train", data / "corpus.txt", "--task", "spaces", "--out", out],
+            "seq2seq": ["seq2seq", "train", "reverse:n=50,max_len=4", "-o", out]}[cmd] + TINY + list(extra)
+
+
+def snapshot(d) -> dict:
+    return {n: (("link", os.readlink(d / n)) if os.path.islink(d / n) else (d / n).read_bytes())
+            for n in os.listdir(d)}
+
+
+@pytest.mark.parametrize("cmd", CMDS)
+@pytest.mark.parametrize("names", [["notes.txt"], [rundir.METRICS], [rundir.MODEL, rundir.CONFIG]])
+def test_non_empty_out_is_refused_and_kept(data, tmp_path, cmd, names):
+    d = tmp_path / "mine"
+    d.mkdir()
+    for n in names:
+        (d / n).write_bytes(b"precious " + n.encode())
+    before = snapshot(d)
+    r = run(*args(cmd, data, d))
+    phrase = "already holds a run" if rundir.MODEL in names else "is not empty"
+    assert_clean_error(r, 2, f"--out {d} {phrase}", names[0], "choose a new --out")
+    assert snapshot(d) == before
+
+
+@pytest.mark.parametrize("cmd", CMDS)
+def test_empty_or_lock_only_out_is_used(data, tmp_path, cmd):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / rundir.LOCK).write_text("123\n")
+    r = run(*args(cmd, data, d))
+    assert r.exit_code == 0, r.output
+    assert (d / rundir.MODEL).exists()
+
+
+@pytest.mark.parametrize("cmd", CMDS)
+def test_decided_again_under_the_lock(data, tmp_path, cmd, monkeypatch):
+    """Another trainer fills --out between the early check and the lock: refused, its files untouched."""
+    d = tmp_path / "d"
+    real = rundir.make_run_dir
+
+    def racing(run_dir):
+        created = real(run_dir)
+        (d / rundir.MODEL).write_bytes(b"the other trainer's model")
+        return created
+
+    monkeypatch.setattr(rundir, "make_run_dir", racing)
+    r = run(*args(cmd, data, d))
+    assert_clean_error(r, 2, "already holds a run", rundir.MODEL)
+    assert (d / rundir.MODEL).read_bytes() == b"the other trainer's model"
+
+
+@pytest.mark.parametrize("cmd", CMDS)
+def test_a_held_lock_is_respected(data, tmp_path, cmd):
+    d = tmp_path / "d"
+    with safefile.RunLock(d):
+        r = run(*args(cmd, data, d))
+    assert_clean_error(r, 1, f"run directory {d} is in use", str(os.getpid()))
+    assert sorted(os.listdir(d)) == [rundir.LOCK]
+
+
+@pytest.mark.parametrize("cmd", CMDS)
+def test_lock_symlink_is_never_written_through(data, tmp_path, cmd):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("do not truncate me\n")
+    d = tmp_path / "run"
+    d.mkdir()
+    os.symlink("../precious.txt", d / rundir.LOCK)
+    r = run(*args(cmd, data, d))
+    assert_clean_error(r, 2, f"{d / rundir.LOCK} is a symbolic link", "never writes through links")
+    assert precious.read_text() == "do not truncate me\n"
+
+
+@pytest.mark.parametrize("cmd", CMDS)
+@pytest.mark.parametrize("existing", [False, True])
+def test_interrupted_run_leaves_no_half_made_dir(data, tmp_path, cmd, existing, monkeypatch):
+    """Ctrl-C at the final save: a directory this run made is gone, an existing one is empty again."""
+    from charlm import checkpoint
+
+    d = tmp_path / "run"
+    if existing:
+        d.mkdir()
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "save_model", interrupted)
+    r = run(*args(cmd, data, d, "--max-steps", 3))
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    if existing:
+        assert [n for n in os.listdir(d) if n != rundir.LOCK] == []
+    else:
+        assert not d.exists()
+    monkeypatch.undo()
+    r = run(*args(cmd, data, d))   # and the same --out works afterwards
+    assert r.exit_code == 0, r.output
+
+
+def test_bad_pairs_leave_no_directory(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("a\tb\nno tab here\n", encoding="utf-8")
+    d = tmp_path / "run"
+    assert_clean_error(run("seq2seq", "train", bad, "-o", d, "--max-steps", 1), 2, "line 2: no tab")
+    assert not d.exists()
