@@ -310,19 +310,40 @@ def format_seq_summary(s: dict) -> str:
         lines.append("Counted as PyTorch does (two biases per gate block); --keras counts one.")
     met = t.get("metrics") or {}
     if t.get("labels"):
-        lines += [rule, f"  labels              {', '.join(t['labels'])}"]
+        lines += [rule, f"  labels              {', '.join(map(str, t['labels']))}"]
     if met.get("accuracy") is not None:
         lines.append(f"  {met.get('split', 'val')} accuracy{'':<7}{met['accuracy']:.4f}  macro-F1 {met['macro_f1']:.4f}"
                      f"  after {met.get('steps', '?')} steps")
     return "\n".join(lines)
 
 
-MAX_SHOWN = 200   # characters of a metadata string shown by `charlm info` (the rest is summarized)
+MAX_SHOWN = 200     # characters of a metadata string in `charlm info`'s text (the rest is summarized)
+MAX_STRING = 4096   # characters of any string in a summary that `elide` bounds (PATH_MAX: paths stay whole)
+MAX_ITEMS = 1000    # items of any list or dict in it
+FULL_HINT = "charlm info --full shows all"
 
 
-def _clip(text: str) -> str:
+def _clip(text: str, limit: int = MAX_SHOWN) -> str:
     """A metadata string as info prints it: huge values (a multi-MB path) cut, with the count left out."""
-    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text) - MAX_SHOWN:,} more characters)"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit:,} more characters; {FULL_HINT})"
+
+
+def elide(obj, limit: int = MAX_STRING):
+    """``obj`` (a summary: JSON values) with every string cut to ``limit`` characters and every list
+    or dict to ``MAX_ITEMS`` items, each cut saying how much is left out: a model file's metadata may hold
+    megabytes that ``charlm info`` must not print (``--full`` does). The text of ``format_summary``
+    is bounded when it is given ``elide(summary, MAX_SHOWN)``."""
+    if isinstance(obj, str):
+        return _clip(obj, limit)
+    if isinstance(obj, (list, tuple)):
+        out = [elide(x, limit) for x in obj[:MAX_ITEMS]]
+        return out + [f"... ({len(obj) - MAX_ITEMS:,} more items; {FULL_HINT})"] if len(obj) > MAX_ITEMS else out
+    if isinstance(obj, dict):
+        out = {elide(str(k), limit): elide(v, limit) for k, v in list(obj.items())[:MAX_ITEMS]}
+        if len(obj) > MAX_ITEMS:
+            out["..."] = f"{len(obj) - MAX_ITEMS:,} more entries; {FULL_HINT}"
+        return out
+    return obj
 
 
 def format_summary(s: dict) -> str:
@@ -332,7 +353,7 @@ def format_summary(s: dict) -> str:
     m, t, c = s["model"], s["training"], s["model"]["config"]
     emb = f"embedding {c['embed']}" if c["embed"] else "one-hot input"
     rule, bold = "_" * 66, "=" * 66
-    lines = [f"Model: {_clip(s['path'])}",
+    lines = [f"Model: {s['path']}",
              f"{c['cell']}, {c['layers']} x {c['hidden']} hidden, {emb}, vocabulary {c['vocab_size']}",
              rule, f" {'Layer (type)':<28}{'Output Shape':<24}{'Param #':>12}", bold]
     for layer in m["layers"]:
@@ -349,7 +370,7 @@ def format_summary(s: dict) -> str:
 
     def row(label, value):
         if value is not None:
-            lines.append(f"  {label:<20}{_clip(str(value))}")
+            lines.append(f"  {label:<20}{value}")
 
     if t["imported_from"]:
         row("imported from", t["imported_from"])

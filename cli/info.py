@@ -15,13 +15,15 @@ from .output import emit_json
               help="With --keras: count GRU layers as Keras's reset_after=True (two biases) or False (one).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print one JSON object: {"path", "model": {"layers", "total_params", ...}, "training": {...}}.')
-def info(model, keras, reset_after, as_json):
+@click.option("--full", is_flag=True,
+              help="Show metadata strings and lists in full (by default huge ones are cut, saying how much).")
+def info(model, keras, reset_after, as_json, full):
     """Show a model's layers (output shape, parameters) and its training summary.
 
     Shapes are time-major: (seq, batch, features). The training summary comes from the model
     file's metadata and, for a RUN_DIR, its metrics.jsonl.
     """
-    from charlm.inspect import format_summary, summarize
+    from charlm.inspect import MAX_SHOWN, MAX_STRING, elide, format_summary, summarize
 
     if _is_seq2seq(model):
         from charlm.seq2seq_run import format_summary
@@ -29,6 +31,8 @@ def info(model, keras, reset_after, as_json):
         s = summarize(model, keras=keras)
     else:
         s = summarize(model, keras=keras, reset_after=reset_after)
+    if not full:
+        s = elide(s, MAX_STRING if as_json else MAX_SHOWN)   # multi-MB metadata is never printed whole
     if as_json:
         emit_json(s)
     else:

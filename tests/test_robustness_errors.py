@@ -352,7 +352,13 @@ def test_info_truncates_huge_metadata(model_run, tmp_path):
                     extra={**meta["extra"], "imported_from": "x" * 3_000_000})
     r = run("info", big)
     assert r.exit_code == 0, r.output
-    assert len(r.stdout) < 10_000 and "more characters" in r.stdout
+    assert len(r.stdout) < 10_000 and "2,999,800 more characters; charlm info --full shows all" in r.stdout
+    r = run("info", big, "--json")
+    assert r.exit_code == 0, r.output
+    shown = json.loads(r.stdout)["training"]["imported_from"]
+    assert len(r.stdout) < 10_000 and shown.startswith("x" * 4096) and "2,995,904 more characters" in shown
+    r = run("info", big, "--json", "--full")
+    assert json.loads(r.stdout)["training"]["imported_from"] == "x" * 3_000_000
 
 
 def test_printed_commands_quote_paths_with_spaces(corpus, tmp_path):

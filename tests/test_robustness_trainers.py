@@ -130,3 +130,26 @@ def test_bad_pairs_leave_no_directory(tmp_path):
     d = tmp_path / "run"
     assert_clean_error(run("seq2seq", "train", bad, "-o", d, "--max-steps", 1), 2, "line 2: no tab")
     assert not d.exists()
+
+
+@pytest.mark.parametrize("cmd", ["classify", "seq2seq"])
+def test_info_bounds_huge_metadata_of_other_runs(data, tmp_path, cmd):
+    """issue 13: `info` (text and --json) never prints a multi-MB metadata string or list whole; --full does."""
+    import json
+
+    from charlm import checkpoint
+
+    d = tmp_path / "run"
+    assert run(*args(cmd, data, d)).exit_code == 0
+    sd, meta = checkpoint.load_model(d)
+    extra = meta["extra"]
+    extra["metrics"] = {**extra["metrics"], "note": "z" * 3_000_000, "k" * 2_000_000: 1}
+    extra["labels" if cmd == "classify" else "train"] = (extra.get("labels") or []) + [str(i) for i in range(200_000)]
+    big = tmp_path / "big.safetensors"
+    checkpoint.save_model(big, sd, model_config=meta["model_config"], tokenizer=meta["tokenizer"], extra=extra)
+    for opts in ([], ["--json"]):
+        r = run("info", big, *opts)
+        assert r.exit_code == 0, r.output
+        assert len(r.stdout) < 60_000 and "charlm info --full shows all" in r.stdout, len(r.stdout)
+    r = run("info", big, "--json", "--full")
+    assert r.exit_code == 0 and json.loads(r.stdout)["training"]["metrics"]["note"] == "z" * 3_000_000
