@@ -196,6 +196,9 @@ class Model:
     """A CharLM with its tokenizer."""
 
     def __init__(self, model, tokenizer, *, meta: dict | None = None):
+        from .backends import cpu
+
+        cpu.configure()  # the kernels' thread settings, before sampling or evaluating
         self.model = model
         self.tokenizer = tokenizer
         self.meta = meta or {}

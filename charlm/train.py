@@ -82,6 +82,9 @@ def train(sources=(), options: dict | None = None, *, data=None, model: ModelCon
     ``options`` (the CLI flags' names with underscores: ``hidden``, ``max_steps``, ``out``, ...)
     still works and wins over the typed arguments; ``resume`` names a run directory.
     """
+    from .backends import cpu
+
+    cpu.configure()  # the kernels' thread settings, before anything runs (the CPU kernels sample and evaluate)
     notice = notice or (lambda msg: None)
     sources, opts = list(sources), {}
     if isinstance(data, (str, os.PathLike, list, tuple)):

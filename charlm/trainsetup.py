@@ -334,7 +334,8 @@ def _choose_size(spec: RunSpec, train_chars: int, vocab: int, notice) -> None:
 
 def set_threads(n: int) -> None:
     """One owner of the cores: Numba's pool gets ``n`` threads (0 = every CPU this process may
-    use); the BLAS that the kernels call runs on 1 thread (the CPU backend sets that on import).
+    use); the BLAS that the kernels call runs on 1 thread (``charlm.backends.cpu.configure``, called
+    here first: ``numba.set_num_threads`` starts the threading layer, which must be chosen before).
 
     The CPU kernels split every phase over Numba's threads themselves (hidden units in the
     recurrent loops, rows in the window GEMMs) and call single-threaded BLAS inside those
@@ -349,8 +350,10 @@ def set_threads(n: int) -> None:
     """
     import numba
 
-    from .backends.cpu import threads  # importing the backend sets the BLAS its kernels call to 1 thread
+    from .backends import cpu
+    from .backends.cpu import threads
 
+    cpu.configure()
     threads.adapt(not n)  # 0: each kernel may use fewer while other processes hold the cores
     if not n:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -37,6 +37,10 @@ COMMANDS = {
 }
 
 
+# commands that run no kernel: they skip charlm.backends.cpu.configure() (and its imports of SciPy, threadpoolctl)
+LIGHT = {"vocab", "info", "plot"}
+
+
 class CharlmCLIError(click.ClickException):
     """A CharlmError shown the Click way, keeping its exit code."""
 
@@ -53,7 +57,10 @@ class CharlmGroup(click.Group):
         if name not in COMMANDS:
             return None
         mod, attr = COMMANDS[name].split(":")
-        return getattr(importlib.import_module(f"{__name__}.{mod}"), attr)
+        cmd = getattr(importlib.import_module(f"{__name__}.{mod}"), attr)
+        if name not in LIGHT and not hasattr(cmd, "_configures"):
+            _configure_first(cmd)
+        return cmd
 
     def invoke(self, ctx):
         try:
@@ -79,6 +86,20 @@ class CharlmGroup(click.Group):
                 raise
             raise CharlmCLIError("out of memory: choose a smaller model, batch, --num-samples or input "
                                  "(or free some memory)", 1) from None
+
+
+def _configure_first(cmd: click.Command) -> None:
+    """``cmd`` calls ``charlm.backends.cpu.configure()`` (the kernels' thread settings) when it runs,
+    after its flags are parsed: ``charlm train --help`` stays cheap."""
+    inner = cmd.invoke
+
+    def invoke(ctx):
+        from charlm.backends import cpu
+
+        cpu.configure()
+        return inner(ctx)
+
+    cmd.invoke, cmd._configures = invoke, True
 
 
 def os_message(e: OSError) -> str:

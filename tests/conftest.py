@@ -13,3 +13,9 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
     settings.load_profile("ci")
+
+# The kernels' thread settings, as the CLI and the library's entry points make them (importing
+# charlm.backends.cpu changes nothing; tests/test_configure.py checks both in fresh processes).
+from charlm.backends import cpu  # noqa: E402
+
+cpu.configure()

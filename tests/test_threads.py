@@ -96,7 +96,7 @@ def test_results_do_not_depend_on_the_thread_count_chosen(cell, monkeypatch):
 
 
 def test_short_spin_is_the_default_unless_the_user_chose():
-    code = "import os, charlm.backends.cpu; print(os.environ.get('GOMP_SPINCOUNT'))"
+    code = "import os, charlm.backends.cpu as c; c.configure(); print(os.environ.get('GOMP_SPINCOUNT'))"
     env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == threads.SPINCOUNT

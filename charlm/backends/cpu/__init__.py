@@ -1,7 +1,9 @@
 """CPU backend: Numba-jitted kernels (see ``charlm.backends`` for the contract).
 
 Submodules load on first use, so importing one kernel module does not compile
-or import the others.
+or import the others. Importing changes no process-wide setting; ``configure()`` sets the thread
+settings the kernels are tuned for (single-threaded SciPy BLAS, the omp threading layer, a short
+OpenMP spin) and is called by the CLI and the library's entry points before the first kernel runs.
 """
 
 from __future__ import annotations
@@ -10,13 +12,44 @@ import os
 
 import numpy as np
 
-# Numba's np.dot (and blas.gemm) call SciPy's own OpenBLAS, which is loaded lazily on the first
-# kernel call; load it now so that the thread limit below reaches it.
-import scipy.linalg.cython_blas  # noqa: F401
-
-from .. import LazyCells, lazy_exports  # noqa: E402
+from .. import LazyCells, lazy_exports
 
 name = "cpu"
+_configured = False
+
+
+def configure() -> None:
+    """Set the process-wide thread settings the CPU kernels are tuned for; call it once before the
+    first kernel runs. Importing this package changes nothing: the CLI calls this for every command
+    that computes, and so do the library's entry points (``charlm.train``, ``charlm.load`` and its
+    sampling / evaluation, ``trainsetup.set_threads``). Idempotent; settings the user made win:
+
+    - SciPy's BLAS (the one Numba's ``np.dot`` and ``blas.gemm`` call) runs on 1 thread
+      (``_single_threaded_blas``); numpy's own BLAS keeps its threads.
+    - Numba's threading layer: omp first (``NUMBA_THREADING_LAYER_PRIORITY``), unless
+      ``NUMBA_THREADING_LAYER`` or ``NUMBA_THREADING_LAYER_PRIORITY`` is set. It takes effect only
+      if no parallel kernel ran (and ``numba.set_num_threads`` was not called) before.
+    - ``GOMP_SPINCOUNT`` = ``threads.SPINCOUNT``, unless it or ``OMP_WAIT_POLICY`` is set; libgomp
+      reads it when Numba loads it, at the first parallel call.
+    """
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    _single_threaded_blas()
+    # The recurrent loops fork and join Numba's threads once per time step: ~1 us with the omp
+    # threading layer, ~80 us with workqueue (measured); Numba's own default tries tbb first.
+    if not ({"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ)):
+        import numba
+
+        os.environ["NUMBA_THREADING_LAYER_PRIORITY"] = "omp tbb workqueue"  # survives Numba's config reloads
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+    # Waiting threads spin briefly, then sleep: libgomp's default spin of milliseconds starved
+    # descheduled threads beside a busy process. See ``threads`` for the measurements.
+    if not ({"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} & set(os.environ)):
+        from .threads import SPINCOUNT
+
+        os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
 
 
 def _single_threaded_blas() -> None:
@@ -24,6 +57,9 @@ def _single_threaded_blas() -> None:
     BLAS they call must run on one thread (a threaded one oversubscribes the cores: evaluation
     ran 20x slower). Only SciPy's copy is limited when it has its own (pip wheels); numpy's
     BLAS keeps its threads. With one shared BLAS (e.g. conda), that one is limited."""
+    # Numba's np.dot (and blas.gemm) call SciPy's own OpenBLAS, which is loaded lazily on the first
+    # kernel call; load it now so that the limit reaches it.
+    import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import ThreadpoolController
 
     ctl = ThreadpoolController()
@@ -32,25 +68,6 @@ def _single_threaded_blas() -> None:
     if scipys or paths:
         ctl.select(filepath=scipys or paths).limit(limits=1)
 
-
-_single_threaded_blas()
-
-# The recurrent loops fork and join Numba's threads once per time step: ~1 us with the omp
-# threading layer, ~80 us with workqueue (measured); Numba's own default tries tbb first.
-# Prefer omp unless the user chose a layer.
-if not ({"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & set(os.environ)):
-    import numba
-
-    os.environ["NUMBA_THREADING_LAYER_PRIORITY"] = "omp tbb workqueue"  # survives Numba's config reloads
-    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
-
-# Waiting threads spin briefly, then sleep (libgomp reads this when Numba loads it, at the first
-# parallel call): its default spin of milliseconds starved descheduled threads beside a busy
-# process. See ``threads`` for the measurements and for the per-site thread choice.
-if not ({"GOMP_SPINCOUNT", "OMP_WAIT_POLICY"} & set(os.environ)):
-    from .threads import SPINCOUNT
-
-    os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
 
 cells = LazyCells(__name__)
 __getattr__ = lazy_exports(__name__, globals())
