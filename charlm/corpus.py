@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import UnknownSymbolsError, UsageError
 from .sources import Corpus, expand_sources, iter_text, read_sources, spool_stdin
 from .tokenizer import CharTokenizer, add_counts, count_symbols, select_symbols, symbol_repr
 
@@ -104,6 +104,7 @@ def encode_to_file(sources, path, *, tokenizer: CharTokenizer | None = None, lev
     expanded = expand_sources(sources, glob=glob, encoding=encoding, stdin=stdin, notice=notice,
                               max_bytes=max_bytes)
     temps = spool_stdin(expanded, encoding) if tokenizer is None else []
+    built, names = tokenizer is None, [] if names is None else names
     try:
         if tokenizer is None:
             counts, _ = count_sources(None, level=level, normalize=normalize, _expanded=expanded, **opts)
@@ -111,8 +112,16 @@ def encode_to_file(sources, path, *, tokenizer: CharTokenizer | None = None, lev
                                                   min_count=min_count, max_vocab=max_vocab, unknown=unknown)
         dtype = ids_dtype(len(tokenizer))
         path = Path(path)
-        _write_ids(path, dtype, iter_text(None, nfc_safe=bool(tokenizer.normalize), _expanded=expanded,
-                                          names=names, **opts), tokenizer, names, starts)
+        try:
+            _write_ids(path, dtype, iter_text(None, nfc_safe=bool(tokenizer.normalize), _expanded=expanded,
+                                              names=names, **opts), tokenizer, names, starts)
+        except UnknownSymbolsError as e:
+            if not built:
+                raise
+            detail = str(e).split(". Fix:")[0]   # the vocabulary was just built from these very files
+            raise UsageError(f"{names[-1] if names else 'the corpus'} changed while the corpus was being read "
+                             f"({detail}, unseen when the vocabulary was built a moment before); run again "
+                             "once the files stay put") from None
     finally:
         for t in temps:
             t.close()

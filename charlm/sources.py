@@ -115,10 +115,25 @@ def _check_codec(encoding: str, errors: str) -> None:
         raise UsageError(f"unknown --errors {errors!r}: use strict or replace") from None
 
 
+def _shown(paths: list, root: Path) -> str:
+    return ", ".join(str(p.relative_to(root)) for p in paths[:5]) + (", ..." if len(paths) > 5 else "")
+
+
 def _walk(root: Path, glob: str, notice: Notice, nul_check: bool) -> list[_Source]:
+    """The text files under ``root``. A file or directory that disappears while the tree is listed is
+    skipped with a notice (it is no longer there to read); one that cannot be read is an error."""
     rx = glob_regex(glob)
-    found, hidden, binary = [], 0, []
-    for dirpath, dirnames, filenames in os.walk(root):
+    found, hidden, binary, gone = [], 0, [], []
+
+    def unlisted(e: OSError):
+        if isinstance(e, FileNotFoundError) and e.filename is not None and Path(e.filename) != root:
+            gone.append(Path(e.filename))
+            return
+        where = e.filename if e.filename is not None else root
+        raise UsageError(f"cannot list directory {where}: {e.strerror or e}; fix its permissions or "
+                         "pass the readable parts of the tree")
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unlisted):
         hidden += sum(d.startswith(".") for d in dirnames)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
@@ -126,11 +141,18 @@ def _walk(root: Path, glob: str, notice: Notice, nul_check: bool) -> list[_Sourc
                 hidden += 1
                 continue
             path = Path(dirpath, name)
-            if not rx.match(path.relative_to(root).as_posix()) or not path.is_file():
+            if not rx.match(path.relative_to(root).as_posix()):
+                continue
+            if not path.is_file():
+                if not os.path.lexists(path):
+                    gone.append(path)
                 continue
             try:
                 with open(path, "rb") as f:
                     head = f.read(SNIFF_BYTES)
+            except FileNotFoundError:
+                gone.append(path)
+                continue
             except OSError as e:
                 raise UsageError(f"cannot read {path}: {e.strerror}; fix its permissions or exclude it "
                                  "with --glob") from None
@@ -141,9 +163,11 @@ def _walk(root: Path, glob: str, notice: Notice, nul_check: bool) -> list[_Sourc
                 continue
             found.append((path.relative_to(root).as_posix(), _Source("file", str(path), path)))
     if notice and (hidden or binary):
-        shown = ", ".join(str(p.relative_to(root)) for p in binary[:5]) + (", ..." if len(binary) > 5 else "")
         notice(f"{root}: skipped {hidden} hidden entries and {len(binary)} binary-looking files"
-               + (f" ({shown})" if binary else ""))
+               + (f" ({_shown(binary, root)})" if binary else ""))
+    if notice and gone:
+        notice(f"{root}: skipped {len(gone)} entries that disappeared while the directory was read "
+               f"({_shown(gone, root)})")
     if not found:
         raise UsageError(f"directory {root} has no text files matching --glob {glob!r} "
                          f"(skipped {hidden} hidden, {len(binary)} binary-looking, empty files ignored): "
@@ -236,11 +260,29 @@ def _source_chunks(src: _Source, encoding: str, errors: str, nul_check: bool, no
         yield from _decode_stream(bounded(src.stream.read, src.limit, src.label), src.label, encoding, errors,
                                   nul_check, empty)
     else:
-        f = open_binary(src.path, src.label)
+        try:
+            f = open_binary(src.path, src.label)
+        except UsageError:
+            if not os.path.lexists(src.path):
+                raise UsageError(f"{src.label} disappeared while the corpus was being read; run again once "
+                                 "the files stay put") from None
+            raise
         with f:
-            read = f.read if src.kind == "file" else bounded(f.read, src.limit, src.label)
+            read = _named_reads(f.read, src.label)
+            read = read if src.kind == "file" else bounded(read, src.limit, src.label)
             yield from _decode_stream(read, src.label, encoding, errors, nul_check,
                                       f"{src.label} is empty: give a file with text in it")
+
+
+def _named_reads(read, label: str):
+    """``read`` whose OS errors (EIO, a file that became unreadable) name the file being read."""
+    def named(n):
+        try:
+            return read(n)
+        except OSError as e:
+            raise UsageError(f"cannot read {label}: {e.strerror or e}; the file became unreadable while the "
+                             "corpus was being read: check the disk, or leave the file out") from None
+    return named
 
 
 def _nfc_safe(chunks: Iterator[str]) -> Iterator[str]:
