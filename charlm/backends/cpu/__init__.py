@@ -8,7 +8,10 @@ OpenMP spin) and is called by the CLI and the library's entry points before the 
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
+import sys
 
 import numpy as np
 
@@ -52,14 +55,44 @@ def configure() -> None:
         os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
 
 
+CYTHON_BLAS = "scipy.linalg.cython_blas"
+
+
+def _load_cython_blas() -> None:
+    """Numba's np.dot (and blas.gemm) call the BLAS that ``scipy.linalg.cython_blas`` exports, which
+    Numba loads lazily at the first kernel call; ``_single_threaded_blas`` loads it first.
+
+    Only that one extension module is loaded, not the ``scipy.linalg`` package around it: the
+    package's import (its decompositions, array-API layer, ...) cost about 0.13 s of CPU, a tenth of
+    a warm ``charlm train`` start (measured, Zen 5). Numba finds the module in ``sys.modules`` by
+    name; ``import scipy.linalg`` still works afterwards. Any surprise falls back to the plain import.
+    """
+    if CYTHON_BLAS in sys.modules:
+        return
+    try:
+        import scipy
+
+        folder = os.path.join(os.path.dirname(scipy.__file__), "linalg")
+        path = next(p for p in (os.path.join(folder, "cython_blas" + s) for s in importlib.machinery.EXTENSION_SUFFIXES)
+                    if os.path.isfile(p))
+        spec = importlib.util.spec_from_file_location(CYTHON_BLAS, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[CYTHON_BLAS] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[CYTHON_BLAS]
+            raise
+    except Exception:
+        import scipy.linalg.cython_blas  # noqa: F401
+
+
 def _single_threaded_blas() -> None:
     """The kernels split their work over Numba's threads and call BLAS inside each of them, so the
     BLAS they call must run on one thread (a threaded one oversubscribes the cores: evaluation
     ran 20x slower). Only SciPy's copy is limited when it has its own (pip wheels); numpy's
     BLAS keeps its threads. With one shared BLAS (e.g. conda), that one is limited."""
-    # Numba's np.dot (and blas.gemm) call SciPy's own OpenBLAS, which is loaded lazily on the first
-    # kernel call; load it now so that the limit reaches it.
-    import scipy.linalg.cython_blas  # noqa: F401
+    _load_cython_blas()  # loaded lazily by Numba otherwise: load it now so that the limit reaches it
     from threadpoolctl import ThreadpoolController
 
     ctl = ThreadpoolController()
