@@ -320,9 +320,10 @@ class Seq2Seq:
         y = batch.tgt_out.reshape(-1)
         idx = np.flatnonzero(y != PAD)
         sel = np.ascontiguousarray(logits[idx])                        # (n, Vt)
-        loss = be.xent(sel, np.ascontiguousarray(y[idx]), sel, 1.0 / idx.size)
+        dsel = np.empty_like(sel)                                       # (n, Vt)
+        loss = be.xent(sel, np.ascontiguousarray(y[idx]), dsel, 1.0 / idx.size)
         dlogits = np.zeros_like(logits)                                 # (N, Vt) zero on padding
-        dlogits[idx] = sel
+        dlogits[idx] = dsel
         self.grad_flat[:] = 0.0
         dtop = np.empty((T * B, c.hidden), self.dtype)                  # (N, H)
         be.linear_backward(dtop, g["head.weight"], g["head.bias"], dlogits, top2, p["head.weight"])

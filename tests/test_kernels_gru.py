@@ -15,7 +15,6 @@ from reference import gru as ref
 from torchoracle import oracle
 
 from charlm.backends.cpu import gru
-from charlm.errors import CharlmError
 
 TOL = {np.float32: 1e-5, np.float64: 1e-10}
 GRADS = ("dw_ih", "dw_hh", "db_ih", "db_hh", "dx", "dh0")
@@ -114,13 +113,20 @@ def test_two_windows_equal_one(dtype):
     assert rel_err(g1["dh0"], g_full["dh0"]) < 10 * TOL[dtype]
 
 
-def test_backward_needs_fresh_forward():
+def test_backward_leaves_forward_buffers_unchanged():
+    """Backward writes its gradients to its own buffers: a second backward after one forward gives
+    the same gradients (the kernel once overwrote the activations and refused a second call)."""
     p = make(np.float64, T=2)
     dhs, dhT = upstream(p)
     ws = gru.alloc(2, 3, 5, 6, np.float64)
-    _, g = run(p, dhs, dhT, ws=ws)
-    with pytest.raises(CharlmError, match="forward"):
-        cellcall.backward(gru, ws, p, g, dhs, dhT)
+    _, g1 = run(p, dhs, dhT, ws=ws)
+    kept = {name: getattr(ws, name).copy() for name in ("h", "gp", "hn")}
+    g2 = {k: np.full_like(v, np.nan) for k, v in g1.items()}
+    cellcall.backward(gru, ws, p, g2, dhs, dhT)
+    for name, value in kept.items():
+        np.testing.assert_array_equal(getattr(ws, name), value, err_msg=name)
+    for k in GRADS:
+        np.testing.assert_array_equal(g2[k], g1[k], err_msg=k)
 
 
 def test_matches_torch_gru():

@@ -28,7 +28,7 @@ Layers around the cells:
     linear_forward(out (N, O), x (N, I), w (O, I), b (O,))
     linear_backward(dx (N, I) | None, dw (O, I), db (O,), dout (N, O), x (N, I), w (O, I))   overwrites
     xent(logits (N, V), targets (N,), dlogits (N, V) | None, scale) -> float   sum of -log p[target];
-        when dlogits is given writes scale * (softmax - onehot(target)); dlogits may be logits itself
+        when dlogits is given writes scale * (softmax - onehot(target)); dlogits is a buffer of its own
 Sequence plumbing (variable lengths (B,) int64, pooling, concatenation, activations; see
 ``cpu/seq.py`` for the definitions): reverse_seq, concat_last, split_last, pool_last(_backward),
 pool_mean(_backward), take_rows, put_rows, activation(_backward), add(out, a, b).

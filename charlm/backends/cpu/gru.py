@@ -18,14 +18,15 @@ step. Backward, per step and unit chunk: dh_t[its units] = z * dh_{t+1} (left th
 loop) + dgh_{t+1} W_hh[:, its units] (a GEMM with beta = 1), then the gate-gradient loop (which
 also sums the bias gradients of its columns); after the loop dW_ih, dW_hh and dx are window
 GEMMs. ``h`` holds T+1 rows with row 0 = h0, so the previous state of every step is the
-contiguous slice h[:T]. Backward overwrites ``gp`` with the input-side gradients (saving 3TBH
-floats), so each forward allows one backward; a second one raises instead of returning wrong
-gradients.
+contiguous slice h[:T]. Backward writes the input-side gradients to their own buffer ``dgi``
+(forward's activations in ``gp`` stay as they were), so backward may run again on the same
+forward. (It used to overwrite ``gp`` and guard a second backward with a flag; measured in
+issue 14's cleanup: the separate buffer costs no time at B=64, T=100, H=256..512.)
 
 Activation memory, floats per layer (x4 bytes in float32):
-    kept for backward: h (T+1)BH + gates 3TBH + hn TBH; backward scratch: dgh 3TBH, hw 3BH,
-    dh BH; permuted weights and their gradients 6H(I+H)  ->  about 8*T*B*H per layer
-    (L=2, T=100, B=64, H=512: 52.4M floats = 210 MB).
+    kept for backward: h (T+1)BH + gates 3TBH + hn TBH; backward scratch: dgi 3TBH, dgh 3TBH,
+    hw 3BH, dh BH; permuted weights and their gradients 6H(I+H)  ->  about 11*T*B*H per layer
+    (L=2, T=100, B=64, H=512: 72.1M floats = 288 MB).
 
 Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GEMV, not GEMM (see ``blas``).
 """
@@ -37,7 +38,6 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
-from ...errors import CharlmError
 from .blas import gemm
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
@@ -51,9 +51,10 @@ _ONE = np.float32(1.0)
 class Workspace(NamedTuple):
     h: np.ndarray  # (T+1, B, H) h[0] = h0, h[t+1] = h_t
     hs: np.ndarray  # (T, B, H) view h[1:]: the layer's outputs
-    gp: np.ndarray  # (T, B, 3H) permuted: input projection, then activated r, z, n; backward: input-side dpre
+    gp: np.ndarray  # (T, B, 3H) permuted: input projection, then activated r, z, n
     hn: np.ndarray  # (T, B, H) W_hn h_{t-1} + b_hn (the n gate's hidden part, before r *)
     hw: np.ndarray  # (B, 3H) permuted h_{t-1} W_hh^T of the current step
+    dgi: np.ndarray  # (T, B, 3H) permuted input-side dLoss/dpre: dr, dz, dn
     dgh: np.ndarray  # (T, B, 3H) permuted hidden-side dLoss/dpre: dr, dz, dn * r
     wp_ih: np.ndarray  # (3H, I) permuted w_ih
     wp_hh: np.ndarray  # (3H, H) permuted w_hh
@@ -63,17 +64,15 @@ class Workspace(NamedTuple):
     dbs: np.ndarray  # (2, 3H) permuted bias gradients: input side, hidden side
     dh: np.ndarray  # (B, H) dLoss/dh carried backwards
     nc: np.ndarray  # (1,) int64: unit chunks of the last forward (its permutation)
-    fresh: np.ndarray  # (1,) int8: 1 after forward, 0 after backward (which consumes gp)
 
 
 def alloc(T, B, I, H, dtype=np.float32):
     """Workspace for windows of T steps, batch B, input size I, hidden size H."""
     h = np.zeros((T + 1, B, H), dtype)
     z = lambda *shape: np.zeros(shape, dtype)
-    return Workspace(h=h, hs=h[1:], gp=z(T, B, G * H), hn=z(T, B, H), hw=z(B, G * H), dgh=z(T, B, G * H),
-                     wp_ih=z(G * H, I), wp_hh=z(G * H, H), dwp_ih=z(G * H, I), dwp_hh=z(G * H, H),
-                     bp=z(2, G * H, 1), dbs=z(2, G * H), dh=z(B, H), nc=np.ones(1, np.int64),
-                     fresh=np.zeros(1, np.int8))
+    return Workspace(h=h, hs=h[1:], gp=z(T, B, G * H), hn=z(T, B, H), hw=z(B, G * H), dgi=z(T, B, G * H),
+                     dgh=z(T, B, G * H), wp_ih=z(G * H, I), wp_hh=z(G * H, H), dwp_ih=z(G * H, I),
+                     dwp_hh=z(G * H, H), bp=z(2, G * H, 1), dbs=z(2, G * H), dh=z(B, H), nc=np.ones(1, np.int64))
 
 
 @kernel
@@ -137,7 +136,8 @@ def gru_forward(
 
 @kernel
 def _bwd_units(
-    gp,  # (T, B, 3H) in: activations; out: input-side dLoss/dpre (this chunk's columns of row t)
+    dgi,  # (T, B, 3H) out: input-side dLoss/dpre (this chunk's columns of row t)
+    gp,  # (T, B, 3H) activations from forward
     dgh,  # (T, B, 3H) out: hidden-side dLoss/dpre (this chunk's columns of row t)
     dbs,  # (2, 3H) in/out: permuted bias-gradient sums
     dh,  # (B, H) in: z * dh_{t+1} (this chunk's units); out: z * dh_t
@@ -155,8 +155,9 @@ def _bwd_units(
     si, sh = dbs[0, 3 * u0:3 * u1], dbs[1, 3 * u0:3 * u1]  # (3hk,) each
     sir, siz, sin_, shn = si[:hk], si[hk:2 * hk], si[2 * hk:], sh[2 * hk:]  # (hk,) each
     for b in range(B):  # 1-D views indexed by j only, as in the forward
-        gb, db = gp[t, b, 3 * u0:3 * u1], dgh[t, b, 3 * u0:3 * u1]  # (3hk,)
+        gb, ib, db = gp[t, b, 3 * u0:3 * u1], dgi[t, b, 3 * u0:3 * u1], dgh[t, b, 3 * u0:3 * u1]  # (3hk,)
         gr, gz, gn = gb[:hk], gb[hk:2 * hk], gb[2 * hk:]  # (hk,) each
+        dr_i, dz_i, dn_i = ib[:hk], ib[hk:2 * hk], ib[2 * hk:]  # (hk,) each
         dr_h, dz_h, dn_h = db[:hk], db[hk:2 * hk], db[2 * hk:]  # (hk,) each
         hp, hnb, dht, dhb = h[t, b, u0:u1], hn[t, b, u0:u1], dhs[t, b, u0:u1], dh[b, u0:u1]  # (hk,) each
         for j in range(hk):
@@ -167,9 +168,9 @@ def _bwd_units(
             dn = (d - d * z) * (_ONE - n * n)
             dr = dn * hnb[j] * (r - r * r)
             dz = d * (hp[j] - n) * (z - z * z)
-            gr[j] = dr
-            gz[j] = dz
-            gn[j] = dn
+            dr_i[j] = dr
+            dz_i[j] = dz
+            dn_i[j] = dn
             dr_h[j] = dr
             dz_h[j] = dz
             dn_h[j] = dn * r
@@ -183,7 +184,8 @@ def _bwd_units(
 @kernel(parallel=True)
 def gru_backward(
     dh0,  # (B, H) out
-    gp,  # (T, B, 3H) in: permuted activations from forward; out: input-side dLoss/dpre
+    dgi,  # (T, B, 3H) out: permuted input-side dLoss/dpre
+    gp,  # (T, B, 3H) permuted activations from forward
     dgh,  # (T, B, 3H) out: permuted hidden-side dLoss/dpre
     dbs,  # (2, 3H) out: permuted bias gradients (input side, hidden side)
     dh,  # (B, H) scratch
@@ -204,7 +206,7 @@ def gru_backward(
         dbs[1, k] = 0
     for t in range(T - 1, -1, -1):
         for k in prange(nc):
-            _bwd_units(gp, dgh, dbs, dh, h, hn, wp_hh, dhs, t, k * H // nc, (k + 1) * H // nc)
+            _bwd_units(dgi, gp, dgh, dbs, dh, h, hn, wp_hh, dhs, t, k * H // nc, (k + 1) * H // nc)
     gemm(False, False, B, H, H3, 1.0, dgh, 0, H3, wp_hh, 0, H, 1.0, dh, 0, H)  # dh0 = z * dh_0 + dgh_0 W_hh
     for b in range(B):
         for j in range(H):
@@ -231,7 +233,6 @@ def forward(ws, x, state0, w):
     permute_rows(ws.bp[1], ws.bp[0], G, nc)
     project(ws.gp, x, ws.wp_ih, width())
     gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, ws.wp_hh, ws.bp[1, :, 0], w.b_hh, nc)
-    ws.fresh[0] = 1
 
 
 @governed(by_workspace)
@@ -240,16 +241,13 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
 
     Outputs: grads (CellWeights of dw_ih, dw_hh, db_ih, db_hh), dx (T, B, I), dstate0.h (B, H)
     (dstate0.c, if not None, is zero-filled). Inputs: x, dhs (T, B, H), dstateT.h (B, H)
-    (dstateT.c is ignored). Consumes ws.gp (overwritten with gradients): run forward again before
-    a second backward. h0 and the weights are read from ws (forward stored them).
+    (dstateT.c is ignored). Reads forward's buffers without changing them (h0 and the weights
+    included: forward stored them), so it may run again after the same forward.
     """
-    if not ws.fresh[0]:
-        raise CharlmError("GRU backward needs a forward on the same workspace first (backward consumes it)")
-    ws.fresh[0] = 0
     nc = int(ws.nc[0])
     g = grads
-    gru_backward(dstate0.h, ws.gp, ws.dgh, ws.dbs, ws.dh, ws.h, ws.hn, ws.wp_hh, dhs, dstateT.h, nc)
-    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.gp, ws.dgh, ws.dbs, x, ws.h, ws.wp_ih,
+    gru_backward(dstate0.h, ws.dgi, ws.gp, ws.dgh, ws.dbs, ws.dh, ws.h, ws.hn, ws.wp_hh, dhs, dstateT.h, nc)
+    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.dgi, ws.dgh, ws.dbs, x, ws.h, ws.wp_ih,
                  G, nc)
     if dstate0.c is not None:
         dstate0.c.fill(0)

@@ -4,8 +4,8 @@ Equations and gate order exactly as the CPU cell (PyTorch nn.GRU, gates r, z, n)
     r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)    z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn))  h_t = (1 - z) * n + z * h_{t-1}
 The hidden part of n sits inside r *, so the hidden projection goes to its own buffer ``hw``
-and backward keeps both pre-activation gradients: input side (in ``gates``) and hidden side
-(``dgh``, with dn * r).
+and backward keeps both pre-activation gradients: input side (``dgi``) and hidden side
+(``dgh``, with dn * r); forward's buffers stay as they were, so backward may run again.
 
 Launches, as for the LSTM (see ``lstm``'s docstring for the per-step-launch choice and the
 persistent-kernel alternative): one GEMM X W_ih^T for the window; per step the GEMM
@@ -21,7 +21,6 @@ from typing import NamedTuple
 import numpy as np
 from numba import cuda
 
-from ...errors import CharlmError
 from . import launch
 from .elementwise import copy, fill, zeros
 from .gemm import colsum, gemm
@@ -34,12 +33,12 @@ _ONE = f32(1.0)
 class Workspace(NamedTuple):
     h: object  # (T+1, B, H) h[0] = h0, h[t+1] = h_t
     hs: object  # (T, B, H) view h[1:]: the layer's outputs
-    gates: object  # (T, B, 3H) input projection, then activated r, z, n; backward: input-side dpre
+    gates: object  # (T, B, 3H) input projection, then activated r, z, n
     hn: object  # (T, B, H) W_hn h_{t-1} + b_hn (the n gate's hidden part, before r *)
     hw: object  # (B, 3H) h_{t-1} W_hh^T of the current step
+    dgi: object  # (T, B, 3H) input-side dLoss/dpre: dr, dz, dn
     dgh: object  # (T, B, 3H) hidden-side dLoss/dpre: dr, dz, dn * r
     dh: object  # (B, H) dLoss/dh carried backwards
-    fresh: np.ndarray  # (1,) int8 on the host: 1 after forward, 0 after backward (which consumes gates)
     w_ih: object  # (3H, I) copy of the forward's w_ih (backward reads it)
     w_hh: object  # (3H, H) copy of the forward's w_hh
 
@@ -48,8 +47,8 @@ def alloc(T, B, I, H, dtype=np.float32):
     """Workspace for windows of T steps, batch B, input size I, hidden size H."""
     h = zeros((T + 1, B, H), dtype)
     return Workspace(h=h, hs=h[1:], gates=zeros((T, B, G * H), dtype), hn=zeros((T, B, H), dtype),
-                     hw=zeros((B, G * H), dtype), dgh=zeros((T, B, G * H), dtype), dh=zeros((B, H), dtype),
-                     fresh=np.zeros(1, np.int8), w_ih=zeros((G * H, I), dtype), w_hh=zeros((G * H, H), dtype))
+                     hw=zeros((B, G * H), dtype), dgi=zeros((T, B, G * H), dtype), dgh=zeros((T, B, G * H), dtype),
+                     dh=zeros((B, H), dtype), w_ih=zeros((G * H, I), dtype), w_hh=zeros((G * H, H), dtype))
 
 
 @jit
@@ -80,7 +79,8 @@ def _gates_step(
 
 @jit
 def _dgates_step(
-    g,  # (B, 3H) in: activated r, z, n; out: input-side dLoss/dpre
+    di,  # (B, 3H) out: input-side dLoss/dpre
+    g,  # (B, 3H) activated r, z, n
     dg,  # (B, 3H) out: hidden-side dLoss/dpre
     hp,  # (B, H) h_{t-1}
     hnt,  # (B, H) W_hn h_{t-1} + b_hn
@@ -98,9 +98,9 @@ def _dgates_step(
         dn = (d - d * z) * (_ONE - n * n)
         dr = dn * hnt[b, j] * (r - r * r)
         dz = d * (hp[b, j] - n) * (z - z * z)
-        g[b, j] = dr
-        g[b, H + j] = dz
-        g[b, 2 * H + j] = dn
+        di[b, j] = dr
+        di[b, H + j] = dz
+        di[b, 2 * H + j] = dn
         dg[b, j] = dr
         dg[b, H + j] = dz
         dg[b, 2 * H + j] = dn * r
@@ -119,17 +119,13 @@ def forward(ws, x, state0, w):
     for t in range(T):
         gemm(ws.hw, ws.h[t], w.w_hh, tb=True)
         _gates_step[blocks, threads](ws.gates[t], ws.hw, ws.h[t], ws.h[t + 1], ws.hn[t], w.b_ih, w.b_hh)
-    ws.fresh[0] = 1
 
 
 def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     """BPTT through the window of the last ``forward`` on ``ws``; overwrites every output (as the CPU cell).
 
-    Consumes ws.gates (overwritten with gradients): run forward again before a second backward.
+    Reads forward's buffers without changing them, so it may run again after the same forward.
     """
-    if not ws.fresh[0]:
-        raise CharlmError("GRU backward needs a forward on the same workspace first (backward consumes it)")
-    ws.fresh[0] = 0
     T, B, H3 = ws.gates.shape
     H = H3 // 3
     N = T * B
@@ -137,12 +133,12 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     copy(ws.dh, dstateT.h)
     blocks, threads = launch.grid1d(B * H)
     for t in range(T - 1, -1, -1):
-        _dgates_step[blocks, threads](ws.gates[t], ws.dgh[t], ws.h[t], ws.hn[t], dhs[t], ws.dh)
+        _dgates_step[blocks, threads](ws.dgi[t], ws.gates[t], ws.dgh[t], ws.h[t], ws.hn[t], dhs[t], ws.dh)
         gemm(ws.dh, ws.dgh[t], ws.w_hh, acc=True)
     copy(dstate0.h, ws.dh)
     if dstate0.c is not None:
         fill(dstate0.c, 0)
-    dx2 = ws.gates.reshape(N, H3)  # (N, 3H) input-side dpre
+    dx2 = ws.dgi.reshape(N, H3)  # (N, 3H) input-side dpre
     dh2 = ws.dgh.reshape(N, H3)  # (N, 3H) hidden-side dpre
     I = x.shape[2]
     gemm(g.w_ih, dx2, x.reshape(N, I), ta=True)

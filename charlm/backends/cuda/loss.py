@@ -4,9 +4,10 @@
         loss  = sum_n ( logsumexp(logits[n]) - logits[n, targets[n]] )
         dlogits[n] = scale * (softmax(logits[n]) - onehot(targets[n]))   (when dlogits is given)
 
-One thread per row (the row's max, exp-sum and gradient in registers; ``dlogits`` may be
-``logits``: each entry is read before it is written). Per-row losses go to a float64 buffer,
-then ``reduce.total`` sums them deterministically and one float comes back to the host.
+One thread per row (the row's max, exp-sum and gradient in registers; ``dlogits`` is a buffer of
+its own, as on the CPU, though ``logits`` itself works: each entry is read before it is written).
+Per-row losses go to a float64 buffer, then ``reduce.total`` sums them deterministically and one
+float comes back to the host.
 A NaN or inf logit gives a NaN loss; host targets outside [0, V) raise ValueError (device
 targets give a NaN loss).
 A warp per row would coalesce the reads better for large V; for character vocabularies
