@@ -100,6 +100,9 @@ def main(argv=None) -> int:
     ap.add_argument("--windows", type=int, default=20)
     ap.add_argument("--with-cpu", action="store_true", help="also time charlm's CPU backend")
     a = ap.parse_args(argv)
+    from charlm.backends import cpu
+
+    cpu.configure()  # --with-cpu: the CPU kernels' thread settings, as charlm train makes them
     ok, why = _cuda_usable()
     if not ok:
         print(f"bench_cuda: no usable GPU ({why}); nothing was measured.", file=sys.stderr)

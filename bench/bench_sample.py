@@ -108,6 +108,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--shapes", default="1x128,2x256,2x512")
     args = ap.parse_args()
+    from charlm.backends import cpu
+
+    cpu.configure()  # what the CLI and charlm.load do before the first kernel runs
     try:
         import torch  # noqa: F401
         have_torch = True
