@@ -236,14 +236,35 @@ def _si(n: float) -> str:
 
 # what a validation loss means to someone reading the sample (bits per character, upper bounds)
 VERDICTS = ((1.5, "good: the model writes fluent text in the corpus's style"),
-            (2.0, "fair: real words and structure, some garbled; a longer --max-time improves it"),
-            (2.7, "early: word fragments and layout, little sense; give it a longer --max-time"),
-            (float("inf"), "barely started: mostly noise; give it a longer --max-time"))
+            (2.0, "fair: real words and structure, some garbled; {more} improves it"),
+            (2.7, "early: word fragments and layout, little sense; give it {more}"),
+            (float("inf"), "barely started: mostly noise; give it {more}"))
+# what to give more of, by the budget that ended the run (TrainResult.ended_by)
+MORE = {"max_time": "a longer --max-time", "max_steps": "more --max-steps", "max_epochs": "more --max-epochs"}
 
 
-def verdict(val_nats: float) -> str:
-    """One line for the end of training: ``val 1.85 bpc: fair: ...``."""
+def verdict(val_nats: float, ended_by: str | None = "max_time") -> str:
+    """One line for the end of training: ``val 1.85 bpc: fair: ...``, the advice worded for the budget
+    that ended the run (``max_time``, ``max_steps``, ``max_epochs``; anything else: a bigger budget)."""
     bpc = val_nats / LN2
     text = next(v for limit, v in VERDICTS if bpc <= limit)
-    return f"val {bpc:.2f} bpc: {text}"
+    return f"val {bpc:.2f} bpc: {text.format(more=MORE.get(ended_by, 'a bigger budget'))}"
 
+
+def seconds_text(seconds: float) -> str:
+    """A budget or a duration as the user would write it: '0.2s', '5s', '3m00s'."""
+    from .runlog import fmt_duration
+
+    return f"{seconds:.2g}s" if seconds < 10 else fmt_duration(seconds)
+
+
+def used_up(max_time: float, elapsed: float, calibration: float, run_dir) -> str:
+    """The error for a fresh run whose --max-time ended before its first training step."""
+    what = ("measuring this machine's speed took {:.1f}s (kernel compilation included)" if calibration >= 0.5 * elapsed
+            else "reading the corpus and setting up took {:.1f}s").format(elapsed)
+    again = (" or run the same command again: the kernels it compiled are cached now" if calibration >= 5.0
+             else "")
+    bigger = "30s" if 3.0 * elapsed <= 30.0 else f"{max(1, round(3.0 * elapsed / 60.0))}m"
+    return (f"--max-time {seconds_text(max_time)} was used up before the first training step: {what}, so "
+            f"nothing was trained and no run was left in {run_dir}; give a bigger --max-time "
+            f"(e.g. --max-time {bigger}){again}")

@@ -69,6 +69,7 @@ class TrainResult:
     step: int
     best_val: float | None
     exit_code: int = 0
+    ended_by: str | None = None  # the budget that ended the run: max_time | max_steps | max_epochs
 
 
 def train(sources=(), options: dict | None = None, *, data=None, model: ModelConfig | dict | None = None,
@@ -149,6 +150,10 @@ class _Stop:
             raise _EvalAborted
 
 
+class _BudgetUsedUp(Exception):
+    """A fresh run's --max-time ended before its first step (setup and calibration took it all)."""
+
+
 class Trainer:
     def __init__(self, spec: RunSpec, *, notice):
         self.spec = spec
@@ -161,6 +166,7 @@ class Trainer:
     def run(self) -> TrainResult:
         spec, cfg = self.spec, self.cfg
         self.t0, self.elapsed0 = _clock(), 0.0  # --max-time counts this run's setup too
+        chosen_before = spec.choice is not None
         w = self.world = distributed.world()
         if w.size > 1:  # every rank validated the same options; rank 0's directory name is the run's
             spec.run_dir = w.bcast(spec.run_dir)
@@ -201,8 +207,8 @@ class Trainer:
             self.state = self.model.init_state(self.hi - self.lo)
             self.step, self.best_val, self.bad_evals = 0, None, 0
             self.lr, self.lr_anchor, self.last_eval = None, None, (None, 0.0)  # last_eval: (step, seconds)
-            if spec.choice is not None:  # the size calibration counts inside --max-time
-                self.elapsed0 = spec.choice.calibration_seconds
+            if chosen_before:  # a size calibration made before this run started counts inside --max-time
+                self.elapsed0 = spec.choice.calibration_seconds   # (one made by build_data is on the clock)
             self.now = self.elapsed0  # the run's clock as every rank agrees on it (updated after each step)
             if spec.resumed:
                 self._load_checkpoint()
@@ -215,6 +221,11 @@ class Trainer:
                 w.barrier()             # every rank leaves together, after rank 0 has written its files
                 distributed.mark_clean()
                 return result
+            except _BudgetUsedUp as e:  # nothing was trained: no half-made run is left behind
+                if w.is_root:
+                    rundir.discard_fresh(spec.run_dir, created, (rundir.IDS, rundir.CONFIG, rundir.TOKENIZER,
+                                                                 rundir.METRICS))
+                raise UsageError(str(e)) from None
             finally:
                 self.log.close()
                 if self.warm:
@@ -264,7 +275,7 @@ class Trainer:
         chars_per_step = cfg.batch_size * cfg.seq_len
         stopper = self.stopper = _Stop()
         old = {s: signal.signal(s, stopper) for s in (signal.SIGINT, signal.SIGTERM)}
-        status, exit_code = "finished", 0
+        status, exit_code, ended_by = "finished", 0, None
         interval_loss, interval_steps, interval_time, interval_chars = 0.0, 0, 0.0, 0
         grad_norm, step_time, cps = 0.0, 0.0, 0.0  # step_time: one loop iteration (logging etc. included)
         top = None  # elapsed at the top of the previous iteration, None after an evaluation
@@ -277,12 +288,20 @@ class Trainer:
         try:
             while True:
                 if total and self.step >= total:
+                    ended_by = "max_steps" if cfg.max_steps and self.step >= cfg.max_steps else "max_epochs"
                     break
                 now = self._tick()
+                if cfg.max_time and now >= cfg.max_time and not self.step and not self.spec.resumed:
+                    from .autosize import used_up
+
+                    choice = self.spec.choice
+                    raise _BudgetUsedUp(used_up(cfg.max_time, now, choice.calibration_seconds if choice else 0.0,
+                                                self.spec.run_dir))
                 if top is not None:
                     step_time = now - top
                 top = now
                 if cfg.max_time and self.step and self._time_up(now, step_time):
+                    ended_by = "max_time"
                     break
                 epoch, k = divmod(self.step, wpe)
                 if k == 0:
@@ -362,7 +381,7 @@ class Trainer:
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-        result = TrainResult(self.spec.run_dir, status, self.step, self.best_val, exit_code)
+        result = TrainResult(self.spec.run_dir, status, self.step, self.best_val, exit_code, ended_by)
         if status == "interrupted":
             self.log.say(f"interrupted at step {self.step}; checkpoint saved. Resume with: "
                          f"charlm train --resume {shlex.quote(str(self.spec.run_dir))}")
@@ -379,8 +398,13 @@ class Trainer:
         reserve = self._final_eval_estimate(step_time)
         if now + step_time + reserve < cfg.max_time:
             return False
+        from .autosize import seconds_text
+
         kept = f" (keeping ~{reserve:.0f}s for the final evaluation)" if reserve >= 1 else ""
-        self.log.say(f"time budget of {cfg.max_time:.0f}s reached{kept}")
+        if self.step - self.session_start == 1 and not self.spec.resumed:  # the budget ended within step 1
+            kept += (f" after only 1 step ({seconds_text(now)} of setup and step 1, kernel compilation or cache "
+                     "load included); give a bigger --max-time to train more than one step")
+        self.log.say(f"time budget of {seconds_text(cfg.max_time)} reached{kept}")
         return True
 
     def _final_eval_estimate(self, step_time: float) -> float:

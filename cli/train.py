@@ -209,6 +209,6 @@ def train(ctx, corpus, config_file, resume, print_config, **flags):
     if result.best_val is not None:
         from charlm.autosize import verdict
 
-        notice(verdict(result.best_val))
+        notice(verdict(result.best_val, result.ended_by))
     if result.exit_code:
         sys.exit(result.exit_code)
