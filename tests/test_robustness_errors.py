@@ -11,49 +11,30 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from clihelp import assert_clean_error, assert_proc_error, run
+from prochelp import charlm_cmd as charlm
+from runhelp import FOX as TEXT
+from runhelp import SHAPE, SHAPE_OPTS, tiny_run, write_corpus
 
 from charlm import checkpoint as ckpt
 from charlm import memory, rundir
 from charlm.train import train
 
-TEXT = "the quick brown fox jumps over the lazy dog.\n" * 20
-TINY = ["--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--max-steps", "2"]
-OPTS = {"hidden": 8, "embed": 4, "seq_len": 8, "batch_size": 2, "max_steps": 2}
-from clihelp import MAX_LINES, assert_clean_error, run  # noqa: E402
-
-
-def charlm(*args):
-    return [sys.executable, "-m", "charlm.cli", *map(str, args)]
-
-
-def assert_proc_error(proc, code: int, *phrases: str) -> None:
-    err = proc.stderr if isinstance(proc.stderr, str) else proc.stderr.decode()
-    assert proc.returncode == code, (proc.returncode, err)
-    assert "Traceback" not in err and "Exception ignored" not in err, err
-    for phrase in phrases:
-        assert phrase in err, (phrase, err)
-    assert 1 <= len(err.strip().splitlines()) <= MAX_LINES, err
+TINY = [*SHAPE, "--max-steps", "2"]
+OPTS = {**SHAPE_OPTS, "max_steps": 2}
 
 
 @pytest.fixture
 def corpus(tmp_path):
-    p = tmp_path / "corpus.txt"
-    p.write_text(TEXT, encoding="utf-8")
-    return p
+    return write_corpus(tmp_path)
 
 
 @pytest.fixture(scope="module")
 def model_run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("model")
-    corpus = d / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
-    res = train([str(corpus)], {**OPTS, "out": str(d / "run"), "eval_every": 1})
-    assert res.status == "finished"
-    return d / "run"
+    return tiny_run(tmp_path_factory.mktemp("model"), eval_every=1)
 
 
 @pytest.fixture

@@ -15,12 +15,16 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 import tracemalloc
 
 import numpy as np
 import pytest
+from clihelp import assert_clean_error, run  # noqa: E402
+from prochelp import Proc  # noqa: E402
+from prochelp import charlm_cmd as charlm  # noqa: E402
+from runhelp import FOX as TEXT  # noqa: E402
+from runhelp import SHAPE, metrics, tiny_run, write_corpus  # noqa: E402
+from runhelp import SHAPE_OPTS as OPTS  # noqa: E402
 
 from charlm import checkpoint as ckpt
 from charlm import tensorfile
@@ -28,63 +32,13 @@ from charlm.errors import CharlmError
 from charlm.safefile import RunLock
 from charlm.train import train
 
-TEXT = "the quick brown fox jumps over the lazy dog.\n" * 20
-SHAPE = ["--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2"]
-OPTS = {"hidden": 8, "embed": 4, "seq_len": 8, "batch_size": 2}
-from clihelp import assert_clean_error, run  # noqa: E402
-
 
 def temp_files(run_dir) -> list[str]:
     return sorted(n for n in os.listdir(run_dir) if n.endswith(".tmp"))
 
 
 def train_steps(run_dir) -> list[int]:
-    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        return [r["step"] for r in map(json.loads, f) if "train_loss" in r]
-
-
-class Proc:
-    """A subprocess whose stderr lines are collected by a thread, so waits can time out."""
-
-    def __init__(self, argv, cwd):
-        self.p = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self):
-        for line in self.p.stderr:
-            self.lines.append(line)
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, pred, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred(list(self.lines)):
-            if self.p.poll() is not None:
-                self._reader.join(5)
-                if pred(list(self.lines)):
-                    return
-                pytest.fail(f"process ended (rc {self.p.returncode}) before the expected output:\n{self.stderr}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for the expected output:\n{self.stderr}")
-            time.sleep(0.02)
-
-    def wait_steps(self, n: int) -> None:
-        self.wait_for(lambda lines: sum(bool(re.match(r"step \d+/", line)) for line in lines) >= n)
-
-    def finish(self, timeout: float = 30.0) -> int:
-        rc = self.p.wait(timeout)
-        self._reader.join(5)
-        return rc
-
-    def kill(self) -> None:
-        if self.p.poll() is None:
-            self.p.kill()
-        self.p.wait(30)
+    return [r["step"] for r in metrics(run_dir) if "train_loss" in r]
 
 
 @pytest.fixture
@@ -96,25 +50,15 @@ def procs():
         proc.kill()
 
 
-def charlm(*args) -> list[str]:
-    return [sys.executable, "-m", "charlm.cli", *map(str, args)]
-
-
 @pytest.fixture
 def corpus(tmp_path):
-    p = tmp_path / "corpus.txt"
-    p.write_text(TEXT, encoding="utf-8")
-    return p
+    return write_corpus(tmp_path)
 
 
 @pytest.fixture(scope="module")
 def model_run(tmp_path_factory):
     """A real tiny run directory (model.safetensors and checkpoint.safetensors)."""
-    d = tmp_path_factory.mktemp("model")
-    (d / "corpus.txt").write_text(TEXT, encoding="utf-8")
-    res = train([str(d / "corpus.txt")], {**OPTS, "max_steps": 2, "out": str(d / "run")})
-    assert res.status == "finished"
-    return d / "run"
+    return tiny_run(tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture

@@ -14,42 +14,25 @@ import subprocess
 import sys
 
 import pytest
+from clihelp import assert_clean_error, assert_proc_error, run  # noqa: E402
+from runhelp import FOX as TEXT  # noqa: E402
+from runhelp import SHAPE, tiny_run, write_corpus  # noqa: E402
 
 from charlm import checkpoint as ckpt
 from charlm.tokenizer import CharTokenizer
-from charlm.train import train
 
-TEXT = "the quick brown fox jumps over the lazy dog.\n" * 20   # no capitals, no 'é'
-TINY = ["--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--max-steps", "1"]
-from clihelp import MAX_LINES, assert_clean_error, run  # noqa: E402
-
-
-def assert_proc_error(proc, code: int, *phrases: str) -> None:
-    assert proc.returncode == code, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    for phrase in phrases:
-        assert phrase in proc.stderr, (phrase, proc.stderr)
-    assert 1 <= len(proc.stderr.strip().splitlines()) <= MAX_LINES, proc.stderr
+TINY = [*SHAPE, "--max-steps", "1"]
 
 
 @pytest.fixture
 def text_file(tmp_path):
-    p = tmp_path / "corpus.txt"
-    p.write_text(TEXT, encoding="utf-8")
-    return p
+    return write_corpus(tmp_path)
 
 
 @pytest.fixture(scope="module")
 def model_run(tmp_path_factory):
     """A real (tiny) trained run directory to sample from and resume."""
-    d = tmp_path_factory.mktemp("model")
-    corpus = d / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
-    out = d / "run"
-    res = train([str(corpus)], {"hidden": 8, "embed": 4, "seq_len": 8, "batch_size": 2, "max_steps": 2,
-                                "out": str(out)})
-    assert res.status == "finished" and res.step == 2
-    return out
+    return tiny_run(tmp_path_factory.mktemp("model"))
 
 
 # ---------------------------------------------------------------- corpus rows

@@ -12,16 +12,17 @@ import subprocess
 import sys
 
 import pytest
+from clihelp import assert_clean_error, run  # noqa: E402
+from runhelp import FOX as TEXT  # noqa: E402
+from runhelp import SHAPE, SHAPE_OPTS, write_corpus  # noqa: E402
 
 from charlm import rundir
 from charlm.errors import UsageError
 from charlm.train import Trainer, train
 from charlm.trainsetup import prepare_run
 
-TEXT = "the quick brown fox jumps over the lazy dog.\n" * 20
-TINY = ["--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--max-steps", "2"]
-OPTS = {"hidden": 8, "embed": 4, "seq_len": 8, "batch_size": 2, "max_steps": 2}
-from clihelp import assert_clean_error, run  # noqa: E402
+TINY = [*SHAPE, "--max-steps", "2"]
+OPTS = {**SHAPE_OPTS, "max_steps": 2}
 
 
 def snapshot(d) -> dict:
@@ -36,9 +37,7 @@ def snapshot(d) -> dict:
 
 @pytest.fixture
 def corpus(tmp_path):
-    p = tmp_path / "corpus.txt"
-    p.write_text(TEXT, encoding="utf-8")
-    return p
+    return write_corpus(tmp_path)
 
 
 @pytest.fixture

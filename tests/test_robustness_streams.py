@@ -11,16 +11,16 @@ import threading
 
 import numpy as np
 import pytest
+from clihelp import assert_clean_error, run  # noqa: E402
+from runhelp import FOX as TEXT  # noqa: E402
+from runhelp import SHAPE, SHAPE_OPTS, tiny_run  # noqa: E402
 
 from charlm import boundedread, rundir
 from charlm.errors import UsageError
 from charlm.tokenizer import CharTokenizer
-from charlm.train import train
 
-TEXT = "the quick brown fox jumps over the lazy dog.\n" * 20
-TINY = ["--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--max-steps", "2"]
-OPTS = {"hidden": 8, "embed": 4, "seq_len": 8, "batch_size": 2, "max_steps": 2}
-from clihelp import assert_clean_error, run  # noqa: E402
+TINY = [*SHAPE, "--max-steps", "2"]
+OPTS = {**SHAPE_OPTS, "max_steps": 2}
 
 needs_dev_zero = pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
 
@@ -35,12 +35,7 @@ def fifo(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def model_run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("model")
-    corpus = d / "corpus.txt"
-    corpus.write_text(TEXT, encoding="utf-8")
-    res = train([str(corpus)], {**OPTS, "out": str(d / "run")})
-    assert res.status == "finished"
-    return d / "run"
+    return tiny_run(tmp_path_factory.mktemp("model"))
 
 
 def piped(data: bytes) -> str:

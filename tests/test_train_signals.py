@@ -13,17 +13,15 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 import textwrap
-import threading
-import time
 
 import pytest
+from prochelp import Proc
+from runhelp import FOX as TEXT
 
 from charlm import checkpoint as ckpt
 
-TEXT = "the quick brown fox jumps over the lazy dog.\n" * 20
 SHAPE = ["--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--threads", "1",
          "--log-every", "1", "--eval-every", "100000", "--val-chars", "0"]
 RUNNER = textwrap.dedent("""
@@ -42,36 +40,6 @@ RUNNER = textwrap.dedent("""
 """)
 
 
-class Proc:
-    def __init__(self, argv, cwd):
-        self.p = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=lambda: self.lines.extend(self.p.stderr), daemon=True)
-        self._reader.start()
-
-    @property
-    def stderr(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, pred, timeout: float = 600.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not pred(list(self.lines)):
-            if self.p.poll() is not None:
-                self._reader.join(5)
-                if pred(list(self.lines)):
-                    return
-                pytest.fail(f"process ended (rc {self.p.returncode}) before the expected output:\n{self.stderr}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for the expected output:\n{self.stderr}")
-            time.sleep(0.02)
-
-    def finish(self) -> int:
-        rc = self.p.wait(120)
-        self._reader.join(5)
-        return rc
-
-
 @pytest.fixture
 def proc(tmp_path):
     started = []
@@ -85,9 +53,7 @@ def proc(tmp_path):
 
     yield start
     for p in started:
-        if p.p.poll() is None:
-            p.p.kill()
-            p.p.wait(30)
+        p.kill()
 
 
 def evaluating(lines) -> bool:
@@ -113,7 +79,7 @@ def test_signal_during_the_final_evaluation_loses_nothing(proc, tmp_path, signam
 def test_first_signal_saves_then_evaluates_second_skips(proc, tmp_path):
     out = tmp_path / "run"
     p = proc("--max-steps", "100000", "--out", out)
-    p.wait_for(lambda lines: sum(bool(re.match(r"step \d+/", line)) for line in lines) >= 3)
+    p.wait_steps(3)
     p.p.send_signal(signal.SIGINT)
     p.wait_for(evaluating)
     # saved first: the checkpoint holds the step training stopped at, before any evaluation result
