@@ -47,14 +47,20 @@ def _read_text(path: Path) -> str:
         raise UsageError(f"{path}:{line}: not UTF-8 text (byte {e.start}); convert the file to UTF-8") from None
 
 
-def read_plain(path) -> str:
-    """The UTF-8 text of a file, or of every file in a directory (sorted, joined by newlines)."""
-    path = Path(path)
+def read_plain(path, notice=None) -> str:
+    """The UTF-8 text of a file, of every file in a directory (sorted, joined by newlines), or of a
+    named corpus (``docstrings``, ``fables``, ...: see ``charlm.corpora``) when no such path exists."""
+    from . import corpora
+
+    spec, path = str(path), Path(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
         return "\n".join(_read_text(f) for f in files)
     if not path.exists():
-        raise UsageError(f"no such file or directory: {path}")
+        if corpora.is_named(spec):
+            return corpora.get(spec, notice=notice)
+        raise UsageError(f"no such file, directory or named corpus: {spec} (named corpora: "
+                         f"{', '.join(corpora.names())})")
     return _read_text(path)
 
 

@@ -29,9 +29,10 @@ def tag():
 
 
 @tag.command("train")
-@click.argument("data", type=click.Path(exists=True))
+@click.argument("data")
 @click.option("--task", type=click.Choice(["spaces", "case"]), default=None,
-              help="Built in: learn to restore word spacing (or capitals) from plain text DATA. "
+              help="Built in: learn to restore word spacing (or capitals) from plain text DATA "
+                   "(a file, a directory, or a named corpus such as docstrings). "
                    'Without it DATA is JSONL {"text": ..., "tags": [...]}.')
 @options(MODEL_OPTS)
 @options(TRAIN_OPTS)
@@ -42,7 +43,7 @@ def train_cmd(data, task, **kw):
     model, train, max_len, out = split_kwargs(kw)
     rundir.check_fresh(out, resumable=False)   # before reading DATA; decided again under the lock
     if task:
-        text = labeled.read_plain(data)
+        text = labeled.read_plain(data, notice=notice)
         examples = labeled.tag_task(text, task, max_len)
     else:
         examples = labeled.read_tagged(data)
@@ -54,7 +55,7 @@ def train_cmd(data, task, **kw):
 
 @tag.command("eval")
 @click.argument("run", metavar="RUN_DIR", type=click.Path(exists=True))
-@click.argument("data", type=click.Path(exists=True))
+@click.argument("data")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics and confusion matrix as one JSON object.")
 def eval_cmd(run, data, as_json):
     """Per-character loss, accuracy, macro-F1 (and F1 of the positive tag) of RUN on DATA."""
@@ -62,7 +63,7 @@ def eval_cmd(run, data, as_json):
 
     model, vocab, labels, extra = seqtrain.load(run)
     task, max_len = extra.get("task_name"), extra.get("max_len", 200)
-    examples = (labeled.tag_task(labeled.read_plain(data), task, max_len) if task
+    examples = (labeled.tag_task(labeled.read_plain(data, notice=notice), task, max_len) if task
                 else labeled.read_tagged(data))
     index = {lab: i for i, lab in enumerate(labels)}
     targets = []

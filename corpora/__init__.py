@@ -6,6 +6,8 @@
     brackets  generated: balanced brackets of 4 kinds with deep, long-range nesting
     copy      generated: "random letters|the same letters" lines, a memory task
     stdlib    assembled on your machine from your Python's own standard library (*.py)
+    docstrings  English prose from that library's docstrings (built locally, ~320 KB)
+    korean    generated Korean sentences with word spacing (the `charlm tag --task spaces` demo)
 
 Generated corpora take parameters after a colon: ``copy:size=20000,seed=3``,
 ``brackets:size=50000,depth=24``, ``stdlib:max_bytes=1000000``. Everything is
@@ -20,7 +22,7 @@ from importlib import resources
 
 from charlm.errors import UsageError
 
-from . import stdlib, synthetic
+from . import docstrings, korean, stdlib, synthetic
 
 
 def _packaged(filename: str) -> Callable[..., str]:
@@ -46,6 +48,10 @@ NAMED: dict[str, Named] = {
                   synthetic.copy, {"size": 300_000, "seed": 0, "min_len": 8, "max_len": 48}),
     "stdlib": Named("this Python's standard library *.py files (built locally, cached)",
                     stdlib.get, {"max_bytes": stdlib.MAX_BYTES}),
+    "docstrings": Named("English prose paragraphs from this Python's standard library docstrings (built locally)",
+                        docstrings.get, {"max_bytes": docstrings.MAX_BYTES}),
+    "korean": Named("generated Korean sentences with word spacing (templates over a small vocabulary)",
+                    korean.generate, {"size": 200_000, "seed": 0}),
 }
 
 

@@ -11,7 +11,7 @@ from charlm.errors import UsageError
 
 
 def test_registry_and_packaged_texts():
-    assert corpora.names() == ["hello", "verse", "fables", "brackets", "copy", "stdlib"]
+    assert corpora.names() == ["hello", "verse", "fables", "brackets", "copy", "stdlib", "docstrings", "korean"]
     assert corpora.get("hello") == "hello! world\n"
     for name in ("verse", "fables"):
         text = corpora.get(name)
@@ -132,3 +132,26 @@ def test_cache_dir_defaults(monkeypatch, tmp_path):
     assert stdlib.cache_dir() == tmp_path / "charlm" / "corpora"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert stdlib.cache_dir() == Path.home() / ".cache" / "charlm" / "corpora"
+
+
+def test_docstrings_keeps_plain_prose_paragraphs(tmp_path, monkeypatch):
+    from charlm.corpora import docstrings
+
+    root = tmp_path / "lib"
+    (root / "pkg").mkdir(parents=True)
+    (root / "a.py").write_text('"""Tools for reading the kettle in the morning.\n\nShort one.\n\n'
+                               '>>> print("doctest is left out, even if it is long enough.")\n"""\n'
+                               'def f():\n    """Return the TestSuite object for this module, please."""\n'
+                               'class K:\n    """The kettle\n    sings when the water is hot, doesn\'t it?\n    """\n')
+    (root / "pkg" / "b.py").write_text('"""Tools for reading the kettle in the morning."""\n'  # a repeat
+                                       'def g(:\n')  # not Python: skipped
+    text, n = docstrings.build(root)
+    assert text == ("Tools for reading the kettle in the morning.\n"
+                    "The kettle sings when the water is hot, doesn't it?\n") and n == 2
+    assert docstrings.build(root, max_bytes=50) == ("Tools for reading the kettle in the morning.\n", 1)
+    monkeypatch.setenv("CHARLM_CACHE_DIR", str(tmp_path / "cache"))
+    notes = []
+    assert docstrings.get(root=root, notice=notes.append) == text and "2 paragraphs" in notes[0]
+    assert list((tmp_path / "cache" / "corpora").glob("docstrings-*.txt"))
+    with pytest.raises(UsageError, match="no prose"):
+        docstrings.get(root=tmp_path / "cache")
