@@ -155,3 +155,17 @@ def test_docstrings_keeps_plain_prose_paragraphs(tmp_path, monkeypatch):
     assert list((tmp_path / "cache" / "corpora").glob("docstrings-*.txt"))
     with pytest.raises(UsageError, match="no prose"):
         docstrings.get(root=tmp_path / "cache")
+
+
+def test_korean_generated_spacing_corpus():
+    from charlm.corpora import korean
+
+    assert [korean.particle(w, "topic") for w in ("책", "할머니")] == ["책은", "할머니는"]
+    assert [korean.particle(w, "object") for w in ("빵", "사과")] == ["빵을", "사과를"]
+    to = [korean.particle(w, "to") for w in ("학교", "집", "다리", "마을")]
+    assert to == ["학교로", "집으로", "다리로", "마을로"]  # 으로 after a final consonant but ㄹ
+    text = corpora.get("korean:size=3000,seed=2")
+    assert text == korean.generate(3000, 2) != korean.generate(3000, 3) and 3000 <= len(text) < 3400
+    lines = text.splitlines()
+    assert all(2 <= line.count(".") <= 5 and line.endswith(".") and "  " not in line for line in lines)
+    assert {c for c in text if not ("가" <= c <= "힣")} == {" ", ".", "\n"}
