@@ -1,36 +1,46 @@
-"""First-ever start: compile a run's CPU kernels in two background processes.
+"""First-ever start: compile a run's CPU kernels in parallel, biggest first, shared by several processes.
 
 Numba compiles one function at a time per process (a global compiler lock), and a cold
-training step needs ~13 kernels (~20 s of CPU on a Zen 3 core). So when the kernel cache
-holds nothing for the run's cell, ``charlm train`` starts two helper processes before it
-reads the corpus; each runs a small copy of the run's model (same cell, layers, embedding,
-hidden size, batch, optimizer and thread count, a 2-step window) and so compiles into the
-shared per-user cache (``charlm.kernelcache``):
+training step needs ~13 kernels (~10-20 s of CPU). So when the kernel cache holds nothing for
+the run's cell, ``charlm train`` starts helper processes before it reads the corpus (one per
+idle core beyond its own, at most ``MAX_HELPERS``), and joins them itself once the corpus is
+read (``Warmup.wait``, called before the size calibration or the first step). Every worker,
+helpers and trainer alike:
 
-* ``forward``: ``model.loss`` (embedding, cell forward, head, cross-entropy), what evaluation
-  needs too;
-* ``backward``: ``train_step`` and the optimizer, with every kernel that ``model.loss`` calls
-  skipped (recorded first, then never compiled here), so the two share the work instead of
-  both compiling the forward.
+1. builds a small copy of the run's model (same cell, layers, embedding, hidden size, batch,
+   optimizer and thread count, a 2-step window) and walks one evaluation (``model.loss``) and one
+   training step with clipping and the optimizer step, with Numba's compile-on-first-call
+   patched to *record* each charlm kernel and its argument types instead of compiling or
+   running it (``_recording``): the list of kernels the run needs, in the same order everywhere;
+2. sorts that list by an estimate of compile cost, biggest first (``cost``: bytecode size, three
+   times that for parallel kernels, callees included), so that the last kernels to finish are small;
+3. takes the kernels one at a time by creating a claim file (``O_EXCL``) in a directory shared
+   by the run's workers, and compiles each one it claims into the shared per-user cache
+   (``charlm.kernelcache``).
 
-The trainer waits for both before its first step, which then loads every kernel from the
-cache. Nothing depends on the helpers: if one fails or is killed, the trainer compiles what
-is missing itself. The helpers start only when a core is idle (CPUs minus the load average >= 1);
-``CHARLM_WARMUP=1`` starts them regardless, ``CHARLM_WARMUP=0`` never.
+So no kernel compiles twice, the work splits by whatever each process manages, and the
+trainer keeps the kernels it compiled itself in memory (it loads only the helpers' from the
+cache). Nothing depends on the helpers: if one fails or is killed, the trainer compiles what is
+missing at its first step. The helpers start only when a core is idle (CPUs minus the load
+average >= 1); ``CHARLM_WARMUP=1`` starts one regardless, ``CHARLM_WARMUP=0`` none.
 
-Run as ``python -m charlm.warmup ROLE JSON`` (internal).
+Run as ``python -m charlm.warmup CLAIMS_DIR JSON`` (internal).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 from . import kernelcache
 
-ROLES = ("forward", "backward")
+MAX_HELPERS = 3
+PARALLEL_COST = 3  # a parallel kernel's compile (outer function, gufunc, scheduling) vs its bytecode size
 
 
 def idle_cores() -> float:
@@ -42,27 +52,42 @@ def idle_cores() -> float:
         return float("inf")
 
 
-def wanted(cell: str, device: str) -> bool:
-    """Start helpers? Only for the CPU, with a kernel cache that holds nothing for ``cell`` yet, and
-    with a core to spare: on a machine whose cores are all busy, two more compiling processes only
-    add their start-up cost (measured: +3 s of CPU, and a later first step)."""
+def helpers(cell: str, device: str) -> int:
+    """How many helper processes to start (0: none): only for the CPU, with a kernel cache that holds
+    nothing for ``cell`` yet, and with a core to spare: on a machine whose cores are all busy, more
+    compiling processes only add their start-up cost (measured: +3 s of CPU, and a later first step)."""
     if device != "cpu" or os.environ.get("CHARLM_WARMUP", "1") == "0" or kernelcache.DIR is None:
-        return False
+        return 0
     if any(os.path.basename(p).startswith(f"{cell}.") for p in kernelcache.files()):
-        return False
-    return os.environ.get("CHARLM_WARMUP") == "1" or idle_cores() >= 1.0
+        return 0
+    idle = idle_cores()
+    if idle < 1.0:
+        return 1 if os.environ.get("CHARLM_WARMUP") == "1" else 0
+    return int(max(1, min(MAX_HELPERS, idle - 1.0)))  # the trainer is a worker too
+
+
+def wanted(cell: str, device: str) -> bool:
+    """Start helpers at all?"""
+    return helpers(cell, device) > 0
 
 
 class Warmup:
-    """The helper processes of one run."""
+    """The compile workers of one run: helper processes, and the trainer once it calls ``wait``."""
 
-    def __init__(self, procs: list):
-        self.procs = procs
+    def __init__(self, procs: list, claims: str, payload: dict):
+        self.procs, self.claims, self.payload = procs, claims, payload
 
     def wait(self, timeout: float = 600.0) -> bool:
-        """Wait for the helpers; True when all succeeded. A helper still running after ``timeout``
-        is stopped (the trainer then compiles what is missing)."""
+        """Compile in this process what no helper has taken yet, then wait for the helpers; True when
+        all succeeded. A helper still running after ``timeout`` is stopped (the trainer then compiles
+        what is missing)."""
         ok = True
+        if self.payload is not None:
+            payload, self.payload = self.payload, None
+            try:
+                work(payload["model"], payload["train"], self.claims)
+            except Exception:  # the first step compiles whatever is missing
+                ok = False
         for p in self.procs:
             try:
                 ok = p.wait(timeout) == 0 and ok
@@ -71,6 +96,7 @@ class Warmup:
                 p.wait()
                 ok = False
         self.procs = []
+        self._clean()
         return ok
 
     def stop(self) -> None:
@@ -78,7 +104,13 @@ class Warmup:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        self.procs = []
+        self.procs, self.payload = [], None
+        self._clean()
+
+    def _clean(self) -> None:
+        if self.claims:
+            shutil.rmtree(self.claims, ignore_errors=True)
+            self.claims = None
 
 
 def start(model_options: dict, train_cfg, device: str) -> Warmup | None:
@@ -86,84 +118,124 @@ def start(model_options: dict, train_cfg, device: str) -> Warmup | None:
     from .config import ModelConfig
 
     model = ModelConfig(vocab_size=64, **model_options)
-    if not wanted(model.cell, device):
+    n = helpers(model.cell, device)
+    if not n:
         return None
-    payload = json.dumps({"model": model.to_dict(), "train": train_cfg.to_dict()})
+    payload = {"model": model.to_dict(), "train": train_cfg.to_dict()}
+    try:
+        claims = tempfile.mkdtemp(prefix="claims-", dir=kernelcache.DIR)
+    except OSError:
+        return None
     procs = []
-    for role in ROLES:
+    for _ in range(n):
         try:
-            procs.append(subprocess.Popen([sys.executable, "-m", "charlm.warmup", role, payload],
+            procs.append(subprocess.Popen([sys.executable, "-m", "charlm.warmup", claims, json.dumps(payload)],
                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
         except OSError:
             break
-    return Warmup(procs) if procs else None
+    return Warmup(procs, claims, payload)
 
 
-def _skipping(dispatchers: set | None, record: set | None):
-    """Patch Numba's compile-on-first-call: a charlm kernel in ``dispatchers`` (or any, when
-    ``record`` is given: then it is recorded) is neither compiled nor run. Returns an undo."""
+def _recording(calls: dict):
+    """Patch Numba's compile-on-first-call: a charlm kernel is neither compiled nor run; its first call
+    per argument types is recorded in ``calls`` (key -> (dispatcher, args)). Returns an undo."""
     from numba.core.dispatcher import Dispatcher
 
     real = Dispatcher._compile_for_args
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
     def compile_for_args(self, *args, **kws):
-        mine = os.path.abspath(self.py_func.__code__.co_filename).startswith(package)
-        if mine and record is not None:
-            record.add(self)
-            return lambda *a, **k: 0.0
-        if mine and self in dispatchers:
-            return lambda *a, **k: 0.0
-        return real(self, *args, **kws)
+        if not os.path.abspath(self.py_func.__code__.co_filename).startswith(package):
+            return real(self, *args, **kws)
+        key = f"{self.py_func.__module__}.{self.py_func.__qualname__}{tuple(self.typeof_pyval(a) for a in args)}"
+        calls.setdefault(key, (self, args))
+        return lambda *a, **k: 0.0
 
     Dispatcher._compile_for_args = compile_for_args
     return lambda: setattr(Dispatcher, "_compile_for_args", real)
 
 
-def run(role: str, model_cfg: dict, train_cfg: dict) -> None:
+def cost(dispatcher, seen: set | None = None) -> int:
+    """Compile-cost estimate for the order of work: bytecode size (times PARALLEL_COST for a parallel
+    kernel), plus that of the kernels it calls, which compile with it."""
+    from numba.core.dispatcher import Dispatcher
+
+    seen = set() if seen is None else seen
+    seen.add(dispatcher)
+    fn = dispatcher.py_func
+    total = len(fn.__code__.co_code) * (PARALLEL_COST if dispatcher.targetoptions.get("parallel") else 1)
+    for name in fn.__code__.co_names:
+        callee = fn.__globals__.get(name)
+        if isinstance(callee, Dispatcher) and callee not in seen:
+            total += cost(callee, seen)
+    return total
+
+
+def claim(claims: str, key: str) -> bool:
+    """True for exactly one of the workers that ask for ``key``."""
+    path = os.path.join(claims, hashlib.sha1(key.encode()).hexdigest()[:20])
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return True
+    except FileExistsError:
+        return False
+
+
+def exercise(model, mcfg, tcfg) -> None:
+    """One evaluation and one training step with clipping and the optimizer: every kernel a run calls."""
     import numpy as np
 
+    from .optim import Optimizer
+
+    B, T = tcfg.batch_size, 2
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, mcfg.vocab_size, size=(T, B)).astype(np.int32)
+    y = rng.integers(0, mcfg.vocab_size, size=(T, B)).astype(np.int32)
+    model.loss(x, y, model.init_state(B))
+    model.train_step(x, y, model.init_state(B), np.random.default_rng(0) if mcfg.dropout > 0 else None)
+    opt = Optimizer(tcfg, model)
+    opt.clip()
+    model.backend.scale_(model.grad_flat, 1.0)  # clip-norm's rescale, which tiny gradients never reach
+    opt.step(tcfg.lr)
+
+
+def needed(model_cfg: dict, train_cfg: dict) -> list:
+    """(key, dispatcher, args) of every kernel the run calls, biggest compile first."""
     from .config import ModelConfig, TrainConfig
     from .model import CharLM
-    from .optim import Optimizer
     from .trainsetup import set_threads
 
     mcfg, tcfg = ModelConfig.from_dict(model_cfg), TrainConfig.from_dict(train_cfg)
     set_threads(tcfg.threads)
     model = CharLM(mcfg, seed=0)
-    B, T = tcfg.batch_size, 2
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, mcfg.vocab_size, size=(T, B)).astype(np.int32)
-    y = rng.integers(0, mcfg.vocab_size, size=(T, B)).astype(np.int32)
-    state = model.init_state(B)
-    if role == "forward":
-        model.loss(x, y, state)
-        return
-    forward: set = set()
-    undo = _skipping(None, forward)
+    calls: dict = {}
+    undo = _recording(calls)
     try:
-        model.loss(x, y, state)  # records the forward's kernels without compiling them
+        exercise(model, mcfg, tcfg)
     finally:
         undo()
-    undo = _skipping(forward, None)
-    try:
-        model.train_step(x, y, state, np.random.default_rng(0) if mcfg.dropout > 0 else None)
-        opt = Optimizer(tcfg, model)
-        opt.clip()
-        model.backend.scale_(model.grad_flat, 1.0)  # clip-norm's rescale, which tiny gradients never reach
-        opt.step(tcfg.lr)
-    finally:
-        undo()
+    order = sorted(calls.items(), key=lambda kv: -cost(kv[1][0]))
+    return [(key, d, args) for key, (d, args) in order]
+
+
+def work(model_cfg: dict, train_cfg: dict, claims: str) -> int:
+    """Compile every needed kernel that this worker claims; returns how many it compiled."""
+    done = 0
+    for key, dispatcher, args in needed(model_cfg, train_cfg):
+        if claim(claims, key):
+            dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in args))
+            done += 1
+    return done
 
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 2 or argv[0] not in ROLES:
-        print("usage: python -m charlm.warmup {forward|backward} JSON (internal)", file=sys.stderr)
+    if len(argv) != 2 or not os.path.isdir(argv[0]):
+        print("usage: python -m charlm.warmup CLAIMS_DIR JSON (internal)", file=sys.stderr)
         return 2
     cfg = json.loads(argv[1])
-    run(argv[0], cfg["model"], cfg["train"])
+    work(cfg["model"], cfg["train"], argv[0])
     return 0
 
 

@@ -1,7 +1,7 @@
-"""The first-start helpers (charlm.warmup) compile everything a training step and an evaluation
+"""The first-start workers (charlm.warmup) compile everything a training step and an evaluation
 need, and split the work: after them, a fresh process compiles nothing.
 
-Slow (marked): every kernel of a small rnn compiles once, in the two helper processes.
+Slow (marked): every kernel of a small rnn compiles once, shared by two worker processes.
 """
 
 from __future__ import annotations
@@ -62,16 +62,65 @@ def test_helpers_compile_everything_a_step_needs(tmp_path):
     train = TrainConfig(batch_size=4, threads=0)
     payload = json.dumps({"model": model.to_dict(), "train": train.to_dict()})
     env = _env(tmp_path / "cache")
-    helpers = [subprocess.Popen([sys.executable, "-m", "charlm.warmup", role, payload], env=env,
-                                stderr=subprocess.PIPE, text=True) for role in warmup.ROLES]
-    results = [(p.wait(900), p.stderr.read()) for p in helpers]
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    workers = [subprocess.Popen([sys.executable, "-m", "charlm.warmup", str(claims), payload], env=env,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(900), p.stderr.read()) for p in workers]
     assert all(rc == 0 for rc, _ in results), results
+    needed = warmup.needed(model.to_dict(), train.to_dict())
+    assert len(list(claims.iterdir())) == len(needed)  # every kernel claimed, by one worker each
     files = {p.name.split("-")[0] for p in (tmp_path / "cache").rglob("*.nbi")}
     assert {"rnn.rnn_forward", "rnn.rnn_backward", "optim._adam"} <= files
     out = subprocess.run([sys.executable, "-c", CHECK, payload], env=env, capture_output=True, text=True,
                          timeout=900)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == []  # everything came from the cache
+
+
+NEEDED = r"""
+import json, sys
+from charlm import warmup
+from charlm.config import ModelConfig, TrainConfig
+model = ModelConfig(vocab_size=64, cell=sys.argv[1], layers=2, hidden=16, embed=8, dropout=0.2)
+needed = warmup.needed(model.to_dict(), TrainConfig(batch_size=4).to_dict())
+print(json.dumps([[key, d.py_func.__name__, warmup.cost(d), bool(d.targetoptions.get("parallel")),
+                   len(d.signatures)] for key, d, _ in needed]))
+"""
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_needed_lists_every_kernel_of_a_step_biggest_first_without_compiling(cell, tmp_path):
+    # a fresh interpreter: kernels compiled earlier in this one would run instead of being recorded
+    out = subprocess.run([sys.executable, "-c", NEEDED, cell], env=_env(tmp_path / "cache"), capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    needed = json.loads(out.stdout)
+    assert {f"{cell}_forward", f"{cell}_backward", "_adam", "_xent"} <= {name for _, name, *_ in needed}
+    assert len({key for key, *_ in needed}) == len(needed)               # each kernel and signature once
+    costs = [c for _, _, c, _, _ in needed]
+    assert costs == sorted(costs, reverse=True)
+    assert all(parallel for *_, parallel, _ in needed[:2])                # the recurrent loops lead
+    assert all(n == 0 for *_, n in needed)                                # nothing compiled
+    assert not list((tmp_path / "cache").rglob("*.nbi"))
+
+
+def test_a_kernel_is_claimed_once(tmp_path):
+    assert warmup.claim(str(tmp_path), "k1") and not warmup.claim(str(tmp_path), "k1")
+    assert warmup.claim(str(tmp_path), "k2")
+
+
+def test_helper_count_follows_the_idle_cores(tmp_path, monkeypatch):
+    from charlm import kernelcache
+
+    monkeypatch.setattr(kernelcache, "DIR", str(tmp_path))
+    monkeypatch.delenv("CHARLM_WARMUP", raising=False)
+    for idle, n in ((0.5, 0), (1.2, 1), (2.0, 1), (3.0, 2), (16.0, warmup.MAX_HELPERS)):
+        monkeypatch.setattr(warmup, "idle_cores", lambda idle=idle: idle)
+        assert warmup.helpers("gru", "cpu") == n
+    monkeypatch.setattr(warmup, "idle_cores", lambda: 0.1)
+    monkeypatch.setenv("CHARLM_WARMUP", "1")
+    assert warmup.helpers("gru", "cpu") == 1
 
 
 def test_helpers_only_for_a_cold_cpu_cache(tmp_path, monkeypatch):
