@@ -8,23 +8,20 @@ import json
 import os
 
 import pytest
-from charlm.cli import cli
-from click.testing import CliRunner
+from clihelp import run
+from runhelp import PANGRAMS as TEXT
+from runhelp import write_corpus
 
 from charlm import autosize
 from charlm.config import TrainConfig
 from charlm.train import train
 
-TEXT = ("The quick brown fox jumps over the lazy dog. " * 40 +
-        "Pack my box with five dozen liquor jugs! " * 40)
 SMALL = dict(embed=8, seq_len=16, batch_size=4, log_every=1, eval_every=10, save_every=5, val_frac=0.1, seed=3)
 
 
 @pytest.fixture
 def corpus(tmp_path):
-    p = tmp_path / "corpus.txt"
-    p.write_text(TEXT, encoding="utf-8")
-    return str(p)
+    return str(write_corpus(tmp_path, TEXT))
 
 
 @pytest.fixture
@@ -156,14 +153,14 @@ def test_time_budget_calibrates_once_and_counts_it(corpus, tmp_path, fixed_speed
 
 def test_print_config_shows_the_choice_and_creates_nothing(corpus, tmp_path, fixed_speed):
     out = tmp_path / "run"
-    r = CliRunner().invoke(cli, ["train", corpus, "--max-time", "3m", "--embed", "8", "--out", str(out),
-                                 "--print-config"])
+    r = run("train", corpus, "--max-time", "3m", "--embed", "8", "--out", str(out),
+            "--print-config")
     assert r.exit_code == 0, r.output
     conf = json.loads(r.stdout)
     assert conf["autosize"]["layers"] == conf["model"]["layers"]
     assert conf["autosize"]["hidden"] == conf["model"]["hidden"]
     assert "choose yourself" in r.stderr and not out.exists()
-    r = CliRunner().invoke(cli, ["train", corpus, "--max-time", "3m", "--hidden", "8", "--print-config"])
+    r = run("train", corpus, "--max-time", "3m", "--hidden", "8", "--print-config")
     assert r.exit_code == 0 and "autosize" not in json.loads(r.stdout)
 
 
@@ -188,8 +185,8 @@ def test_verdict_names_the_bpc_and_what_it_means():
 
 def test_cli_training_ends_with_the_choice_line_first_and_a_verdict_last(corpus, tmp_path):
     out = str(tmp_path / "run")
-    r = CliRunner().invoke(cli, ["train", corpus, "--max-steps", "3", "--embed", "8", "--seq-len", "16",
-                                 "--batch-size", "4", "--out", out])
+    r = run("train", corpus, "--max-steps", "3", "--embed", "8", "--seq-len", "16",
+            "--batch-size", "4", "--out", out)
     assert r.exit_code == 0, r.output
     lines = r.stderr.strip().splitlines()
     assert sum("pass --layers/--hidden to choose yourself" in line for line in lines) == 1
@@ -200,7 +197,7 @@ def test_a_size_in_the_toml_config_counts_as_given(corpus, tmp_path, monkeypatch
     monkeypatch.setattr(autosize, "choose", never)
     cfg = tmp_path / "c.toml"
     cfg.write_text("[model]\nhidden = 12\n", encoding="utf-8")
-    r = CliRunner().invoke(cli, ["train", corpus, "--config", str(cfg), "--max-steps", "2", "--print-config"])
+    r = run("train", corpus, "--config", str(cfg), "--max-steps", "2", "--print-config")
     assert r.exit_code == 0, r.output
     conf = json.loads(r.stdout)
     assert "autosize" not in conf and conf["model"]["hidden"] == 12

@@ -6,9 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from charlm.cli import cli
 from charlm.cli.sample import SEPARATOR
-from click.testing import CliRunner
+from clihelp import run
 from test_generate import cycle_model, save
 
 from charlm.config import ModelConfig
@@ -19,9 +18,6 @@ from charlm.tokenizer import CharTokenizer
 
 TEXT = "the cat sat on the mat.\nthe dog ate the hat!\n" * 3
 
-
-def run(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
 
 
 @pytest.fixture
@@ -87,7 +83,7 @@ def test_sample_errors(abc):
 def test_sample_utf8_output(tmp_path):
     tok = CharTokenizer.from_text("é€\n")
     path = cycle_model(tmp_path / "u.safetensors", tok, list(tok.encode("é€\n")))
-    r = CliRunner().invoke(cli, ["sample", str(path), "-n", "4", "-t", "0"])
+    r = run("sample", str(path), "-n", "4", "-t", "0")
     assert r.exit_code == 0 and r.stdout_bytes == "é€\né".encode()
 
 

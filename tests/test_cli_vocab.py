@@ -2,16 +2,13 @@
 
 import json
 
+import clihelp
 import pytest
-from charlm.cli import cli
-from click.testing import CliRunner
 
 
 @pytest.fixture
 def run():
-    def run(*args, input=None):
-        return CliRunner().invoke(cli, ["vocab", *args], input=input)
-    return run
+    return lambda *args, input=None: clihelp.run("vocab", *args, input=input)
 
 
 def test_human_output(run, tmp_path):

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from clihelp import run
 
 from charlm import backends
 from charlm.errors import UsageError
@@ -80,9 +80,8 @@ def test_without_a_gpu_cuda_is_a_usage_error_and_auto_falls_back(tmp_path):
     assert backends.resolve_device("auto") == "cpu"
     corpus = tmp_path / "c.txt"
     corpus.write_text("abcabcabc\n" * 20)
-    from charlm.cli import cli
 
-    r = CliRunner().invoke(cli, ["train", str(corpus), "--device", "cuda", "--max-steps", "1",
-                                 "--out", str(tmp_path / "run")])
+    r = run("train", str(corpus), "--device", "cuda", "--max-steps", "1",
+            "--out", str(tmp_path / "run"))
     assert r.exit_code == 2, r.output
     assert "--device cpu" in r.output and "GPU" in r.output

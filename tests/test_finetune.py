@@ -9,8 +9,9 @@ import os
 
 import numpy as np
 import pytest
-from charlm.cli import cli
-from click.testing import CliRunner
+from clihelp import run
+from runhelp import PANGRAMS as TEXT
+from runhelp import metrics
 
 from charlm import checkpoint, finetune
 from charlm.config import ModelConfig
@@ -20,20 +21,9 @@ from charlm.model import CharLM
 from charlm.tokenizer import CharTokenizer
 from charlm.train import train
 
-TEXT = ("The quick brown fox jumps over the lazy dog. " * 40 +
-        "Pack my box with five dozen liquor jugs! " * 40)
 NEW = TEXT.replace("dog.", "dog@ ~")       # two symbols the source never saw
 TINY = dict(cell="lstm", layers=1, hidden=16, embed=8, seq_len=16, batch_size=4, log_every=1,
             eval_every=20, save_every=20, val_frac=0.1, seed=3)
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def metrics(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope="module")

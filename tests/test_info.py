@@ -7,8 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from charlm.cli import cli
-from click.testing import CliRunner
+from clihelp import run
 
 from charlm import checkpoint
 from charlm.config import ModelConfig
@@ -23,11 +22,6 @@ from charlm.inspect import (
 )
 from charlm.model import CharLM, count_params
 from charlm.tokenizer import CharTokenizer
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
 
 # ---------------------------------------------------------------- counts
 

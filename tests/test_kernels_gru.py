@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import cellcall
 import numpy as np
 import pytest
+from boundscheck import run_checked
 from gradcheck import check_grad, rel_err
 from reference import gru as ref
 from torchoracle import oracle
@@ -176,10 +174,4 @@ _BOUNDSCHECK_SCRIPT = textwrap.dedent("""
 
 def test_under_numba_boundscheck(tmp_path):
     """The kernels index only inside their arrays (a fresh compile with bounds checks on)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path),
-               PYTHONPATH=os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
-    res = subprocess.run([sys.executable, "-c", _BOUNDSCHECK_SCRIPT], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "BOUNDSCHECK-OK" in res.stdout
+    assert "BOUNDSCHECK-OK" in run_checked(_BOUNDSCHECK_SCRIPT, tmp_path)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import cellcall
 import numpy as np
 import pytest
+from boundscheck import run_checked
 from gradcheck import check_grad, rel_err
 from reference import lstm as ref
 from torchoracle import oracle
@@ -168,9 +165,4 @@ BOUNDSCHECK_SCRIPT = textwrap.dedent("""
 
 
 def test_boundscheck_subprocess(tmp_path):
-    here = Path(__file__).parent
-    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path),
-               PYTHONPATH=os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")]))
-    res = subprocess.run([sys.executable, "-c", BOUNDSCHECK_SCRIPT], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+    assert run_checked(BOUNDSCHECK_SCRIPT, tmp_path).strip() == "ok"

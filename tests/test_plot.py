@@ -7,17 +7,13 @@ import math
 import sys
 
 import pytest
-from charlm.cli import cli
-from click.testing import CliRunner
+from clihelp import run
 
 from charlm.errors import CharlmError, UsageError
 from charlm.plotting import MATPLOTLIB_MISSING, load_curves, save_png, terminal_chart, text_chart
 
 LN2 = math.log(2)
 
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture

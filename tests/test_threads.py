@@ -107,16 +107,15 @@ def test_short_spin_is_the_default_unless_the_user_chose():
 
 @pytest.mark.parametrize("command", ["eval", "score", "sample"])
 def test_threads_option_of_the_model_commands(command, tmp_path):
-    from charlm.cli import cli
-    from click.testing import CliRunner
+    from clihelp import run
 
     model = tmp_path / "model.safetensors"
     model.write_bytes(b"not a model")
     extra = {"eval": ["--file", str(model)], "score": [str(model)], "sample": []}[command]
-    r = CliRunner().invoke(cli, [command, str(model), *extra, "--threads", "-1"])
+    r = run(command, str(model), *extra, "--threads", "-1")
     assert r.exit_code == 2 and "--threads" in r.output and "Traceback" not in r.output
     try:
-        r = CliRunner().invoke(cli, [command, str(model), *extra, "--threads", "1"])
+        r = run(command, str(model), *extra, "--threads", "1")
         assert numba.get_num_threads() == 1 and not threads.adaptive()
         assert r.exit_code != 0 and "Traceback" not in r.output   # then the bad model file is refused
     finally:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gradcheck import rel_err
-from torchoracle import oracle
+from torchoracle import oracle, torch_charlm
 
 from charlm.config import ModelConfig
 from charlm.model import CharLM, count_params
@@ -23,31 +23,6 @@ CASE_IDS = [f"{c}-{'emb' if e else 'onehot'}" for c, e in CASES]
 TOL = {np.float32: 1e-5, np.float64: 1e-10}
 
 
-class TorchCharLM(nn.Module):
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        self.config = config
-        if config.embed > 0:
-            self.embed = nn.Embedding(config.vocab_size, config.embed)
-        kind = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[config.cell]
-        kw = {"nonlinearity": config.nonlinearity} if config.cell == "rnn" else {}
-        self.rnn = kind(config.input_size, config.hidden, num_layers=config.layers, **kw)
-        self.head = nn.Linear(config.hidden, config.vocab_size)
-
-    def forward(self, x, h0, c0):
-        """x (T, B) long; h0, c0 (L, B, H) -> logits (T, B, V), hT, cT."""
-        if self.config.embed > 0:
-            inp = self.embed(x)
-        else:
-            inp = F.one_hot(x, self.config.vocab_size).to(self.head.weight.dtype)
-        if self.config.cell == "lstm":
-            out, (hT, cT) = self.rnn(inp, (h0, c0))
-        else:
-            out, hT = self.rnn(inp, h0)
-            cT = torch.zeros_like(hT)
-        return self.head(out), hT, cT
-
-
 def cfg(cell, embed, layers=2):
     return ModelConfig(vocab_size=V, cell=cell, layers=layers, hidden=H, embed=embed)
 
@@ -61,7 +36,7 @@ def data(layers, dtype):
 
 
 def torch_model(config, sd, dtype):
-    tm = TorchCharLM(config).to(torch.float64 if dtype == np.float64 else torch.float32)
+    tm = torch_charlm(config).to(torch.float64 if dtype == np.float64 else torch.float32)
     tm.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()}, strict=True)
     return tm
 
@@ -97,7 +72,7 @@ def test_matches_torch(cell, embed, dtype):
 def test_torch_initialized_weights_load_into_charlm(cell, embed):
     config = cfg(cell, embed)
     torch.manual_seed(0)
-    tm = TorchCharLM(config)
+    tm = torch_charlm(config)
     sd = {k: v.detach().numpy() for k, v in tm.state_dict().items()}
     model = CharLM.from_state_dict(config, sd)
     for name in model.names:

@@ -8,30 +8,21 @@ import os
 
 import numpy as np
 import pytest
-from charlm.cli import cli
-from click.testing import CliRunner
+from clihelp import run
+from runhelp import PANGRAMS as TEXT
+from runhelp import metrics, write_corpus
 
 from charlm import checkpoint as ckpt
 from charlm.errors import UsageError
 from charlm.train import evaluate_ids, train
 
-TEXT = ("The quick brown fox jumps over the lazy dog. " * 40 +
-        "Pack my box with five dozen liquor jugs! " * 40)
-
 TINY = dict(cell="lstm", layers=1, hidden=16, embed=8, seq_len=16, batch_size=4, log_every=1,
             eval_every=10, save_every=5, val_frac=0.1, seed=3)
 
 
-def metrics(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
-
-
 @pytest.fixture
 def corpus(tmp_path):
-    p = tmp_path / "corpus.txt"
-    p.write_text(TEXT, encoding="utf-8")
-    return str(p)
+    return str(write_corpus(tmp_path, TEXT))
 
 
 def test_loss_falls_and_run_dir_is_complete(corpus, tmp_path):
@@ -177,15 +168,14 @@ def test_small_corpus_shrinks_defaults(tmp_path):
 
 
 def test_cli_train_and_print_config(corpus, tmp_path):
-    runner = CliRunner()
     out = str(tmp_path / "run")
-    r = runner.invoke(cli, ["train", corpus, "--max-steps", "3", "--hidden", "8", "--embed", "4",
-                            "--seq-len", "8", "--batch-size", "2", "--out", out])
+    r = run("train", corpus, "--max-steps", "3", "--hidden", "8", "--embed", "4",
+            "--seq-len", "8", "--batch-size", "2", "--out", out)
     assert r.exit_code == 0, r.output
     assert os.path.exists(os.path.join(out, "model.safetensors"))
     cfg = tmp_path / "c.toml"
     cfg.write_text('hidden = 12\ncell = "gru"\nmax-time = "2m"\n', encoding="utf-8")
-    r = runner.invoke(cli, ["train", corpus, "--config", str(cfg), "--hidden", "20", "--print-config"])
+    r = run("train", corpus, "--config", str(cfg), "--hidden", "20", "--print-config")
     assert r.exit_code == 0, r.output
     conf = json.loads(r.stdout)
     assert conf["model"]["cell"] == "gru" and conf["model"]["hidden"] == 20 and conf["train"]["max_time"] == 120.0
@@ -195,7 +185,7 @@ def test_cli_train_and_print_config(corpus, tmp_path):
     assert set(conf["train"]) == set(TrainConfig().to_dict())
     for bad in (["--lr", "0"], ["--dropout", "1.5"], ["--seq-len", "0"], ["--hidden", "-3"],
                 ["--cell", "transformer"], ["--max-time", "soon"]):
-        r = runner.invoke(cli, ["train", corpus, "--out", str(tmp_path / "x"), *bad])
+        r = run("train", corpus, "--out", str(tmp_path / "x"), *bad)
         assert r.exit_code == 2, (bad, r.output)
         assert "Traceback" not in r.output
 
@@ -227,13 +217,13 @@ def test_byte_level_run_holds_all_256_bytes(corpus, tmp_path):
     from charlm.tokenizer import CharTokenizer
 
     out = tmp_path / "bytes"
-    r = CliRunner().invoke(cli, ["train", corpus, "--level", "byte", "--cell", "rnn", "--layers", "1", "--hidden", "8",
-                                 "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--max-steps", "2",
-                                 "--out", str(out)])
+    r = run("train", corpus, "--level", "byte", "--cell", "rnn", "--layers", "1", "--hidden", "8",
+            "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--max-steps", "2",
+            "--out", str(out))
     assert r.exit_code == 0, r.output
     tok = CharTokenizer.load(out / "tokenizer.json")
     assert tok.vocab == list(range(256))
-    r = CliRunner().invoke(cli, ["sample", str(out), "--prime", "never seen ∑", "-n", "3", "--seed", "1"])
+    r = run("sample", str(out), "--prime", "never seen ∑", "-n", "3", "--seed", "1")
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("never seen ∑")
 
@@ -251,7 +241,7 @@ def test_eval_split_val_matches_the_training_log(corpus, tmp_path, val_split):
              "each": "--val-split each: the last 10% of each of the 2 sources"}[val_split]
     assert any(where in n for n in notes), notes
     best = min(r["val_loss"] for r in metrics(out) if "val_loss" in r)
-    r = CliRunner().invoke(cli, ["eval", str(out), "--split", "val", "--json"])
+    r = run("eval", str(out), "--split", "val", "--json")
     assert r.exit_code == 0, r.output
     got = json.loads(r.stdout)
     assert got["loss_nats"] == pytest.approx(best, rel=1e-5) and "scored as the training log" in r.stderr

@@ -6,32 +6,23 @@ one that advances by a fixed amount per reading, so every cadence decision is de
 
 from __future__ import annotations
 
-import json
 import math
-import os
 
 import numpy as np
 import pytest
+from runhelp import PANGRAMS as TEXT
+from runhelp import metrics, write_corpus
 
 import charlm.train as trainmod
 from charlm import checkpoint as ckpt
 from charlm.train import evaluate_ids, evaluate_pieces, train
 
-TEXT = ("The quick brown fox jumps over the lazy dog. " * 40 +
-        "Pack my box with five dozen liquor jugs! " * 40)
 TINY = dict(cell="gru", layers=1, hidden=8, embed=4, seq_len=8, batch_size=4, val_frac=0.1, seed=3, threads=1)
-
-
-def metrics(run_dir):
-    with open(os.path.join(run_dir, "metrics.jsonl"), encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
 
 
 @pytest.fixture
 def corpus(tmp_path):
-    p = tmp_path / "corpus.txt"
-    p.write_text(TEXT, encoding="utf-8")
-    return str(p)
+    return str(write_corpus(tmp_path, TEXT))
 
 
 @pytest.fixture
