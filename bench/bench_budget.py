@@ -101,7 +101,7 @@ def run_torch(corpus: str, minutes: float, cell: str, layers: int, hidden: int) 
     n = int(len(ids) * 0.9)
     train, val = torch.from_numpy(ids[:n]), torch.from_numpy(ids[n:])
     V, E, B, T = len(chars), 64, 64, 100
-    rnn_cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    rnn_cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
 
     class Net(torch.nn.Module):
         def __init__(self):
