@@ -111,3 +111,18 @@ def read_bytes(path, *, limit: int | None = None, what: str = "", fix: str = RAI
     finally:
         if path != "-":
             f.close()
+
+
+STREAM_FIX = "give a regular file"
+
+
+def read_file_bytes(path, *, what: str = "") -> bytes:
+    """All bytes of a user-named data file that charlm holds in memory whatever its size (the training
+    data of ``classify``/``tag``/``seq2seq``): a regular file whole, as big as it is; a FIFO, pipe or
+    device up to ``TEXT_LIMIT`` (so /dev/zero or a FIFO without a writer never hangs)."""
+    try:
+        st = os.stat(path)
+        size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+    except OSError:
+        size = 0   # read_bytes names the problem
+    return read_bytes(path, limit=max(TEXT_LIMIT, size + 1), what=what, fix=STREAM_FIX)

@@ -36,10 +36,9 @@ TAG_TASKS = ("spaces", "case")
 
 
 def _read_text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    from .boundedread import read_file_bytes
+
+    raw = read_file_bytes(path)   # bounded for FIFOs and devices; OS errors as one line
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -47,14 +47,12 @@ def read_pairs(spec: str, *, max_target_len: int = 0, max_source_len: int = 0) -
         out = tasks.get(spec)
         _check_lengths(out, max_target_len, max_source_len, lambda i: f"pair {i + 1} of task {spec!r}")
         return out
-    try:
-        with open(spec, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
+    if not os.path.lexists(spec):
         raise UsageError(f"no such PAIRS file {spec!r}, and it is not a built-in task "
-                         f"({', '.join(tasks.TASKS)})") from None
-    except OSError as e:
-        raise UsageError(f"cannot read PAIRS {spec}: {e.strerror}") from None
+                         f"({', '.join(tasks.TASKS)})")
+    from .boundedread import read_file_bytes
+
+    raw = read_file_bytes(spec, what="PAIRS")   # bounded for FIFOs and devices; OS errors as one line
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -153,3 +153,46 @@ def test_info_bounds_huge_metadata_of_other_runs(data, tmp_path, cmd):
         assert len(r.stdout) < 60_000 and "charlm info --full shows all" in r.stdout, len(r.stdout)
     r = run("info", big, "--json", "--full")
     assert r.exit_code == 0 and json.loads(r.stdout)["training"]["metrics"]["note"] == "z" * 3_000_000
+
+
+def _inputs(cmd, path, tmp_path, run_dirs):
+    return {"classify train": ["classify", "train", path, "--out", tmp_path / "new"],
+            "tag train": ["tag", "train", path, "--task", "spaces", "--out", tmp_path / "new"],
+            "seq2seq train": ["seq2seq", "train", path, "-o", tmp_path / "new"],
+            "classify eval": ["classify", "eval", run_dirs["classify"], path],
+            "seq2seq eval": ["seq2seq", "eval", run_dirs["seq2seq"], path]}[cmd]
+
+
+INPUT_CMDS = ["classify train", "tag train", "seq2seq train", "classify eval", "seq2seq eval"]
+
+
+@pytest.fixture
+def run_dirs(data, tmp_path):
+    dirs = {cmd: tmp_path / f"{cmd}-run" for cmd in ("classify", "seq2seq")}
+    for cmd, d in dirs.items():
+        assert run(*args(cmd, data, d)).exit_code == 0
+    return dirs
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+@pytest.mark.parametrize("cmd", INPUT_CMDS)
+def test_dev_zero_data_is_bounded(tmp_path, run_dirs, cmd, monkeypatch):
+    """issue 13 item 6 for the other trainers: a device is read up to a bound, never until memory runs out."""
+    from charlm import boundedread
+
+    monkeypatch.setattr(boundedread, "TEXT_LIMIT", 1 << 20)
+    r = run(*_inputs(cmd, "/dev/zero", tmp_path, run_dirs))
+    assert_clean_error(r, 2, "/dev/zero holds more than 1 MiB", "give a regular file")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("cmd", INPUT_CMDS)
+def test_fifo_without_writer_does_not_hang(tmp_path, run_dirs, cmd, monkeypatch):
+    from charlm import boundedread
+
+    monkeypatch.setattr(boundedread, "FIFO_WAIT", 0.2)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = run(*_inputs(cmd, fifo, tmp_path, run_dirs))
+    assert_clean_error(r, 2, f"{fifo} is a FIFO and nothing was written to it")
+    assert not (tmp_path / "new").exists()
