@@ -28,7 +28,8 @@ Activation memory, floats per layer (x4 bytes in float32):
     hw 3BH, dh BH; permuted weights and their gradients 6H(I+H)  ->  about 11*T*B*H per layer
     (L=2, T=100, B=64, H=512: 72.1M floats = 288 MB).
 
-Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GEMV, not GEMM (see ``blas``).
+Every product runs through ``tile`` (packed weight panels), one-row products (B = 1: `charlm eval
+--file`, score, inspect) too: a 1 x NR tile streams the packed panels, so no GEMV path is needed.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
-from .blas import gemm
+from . import tile
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
-from .recurrent import permute_rows, project, split, weight_grads
+from .recurrent import pack_weights, packed, permute_rows, project, split, weight_grads
 from .threads import by_workspace, governed, width
 
 G = 3
@@ -64,6 +65,7 @@ class Workspace(NamedTuple):
     dbs: np.ndarray  # (2, 3H) permuted bias gradients: input side, hidden side
     dh: np.ndarray  # (B, H) dLoss/dh carried backwards
     nc: np.ndarray  # (1,) int64: unit chunks of the last forward (its permutation)
+    pk: list  # [recurrent.Packed]: the weights packed for the tile GEMM (made by the first forward)
 
 
 def alloc(T, B, I, H, dtype=np.float32):
@@ -72,7 +74,8 @@ def alloc(T, B, I, H, dtype=np.float32):
     z = lambda *shape: np.zeros(shape, dtype)
     return Workspace(h=h, hs=h[1:], gp=z(T, B, G * H), hn=z(T, B, H), hw=z(B, G * H), dgi=z(T, B, G * H),
                      dgh=z(T, B, G * H), wp_ih=z(G * H, I), wp_hh=z(G * H, H), dwp_ih=z(G * H, I),
-                     dwp_hh=z(G * H, H), bp=z(2, G * H, 1), dbs=z(2, G * H), dh=z(B, H), nc=np.ones(1, np.int64))
+                     dwp_hh=z(G * H, H), bp=z(2, G * H, 1), dbs=z(2, G * H), dh=z(B, H), nc=np.ones(1, np.int64),
+                     pk=[None])
 
 
 @kernel
@@ -81,7 +84,8 @@ def _fwd_units(
     gp,  # (T, B, 3H) in: input projection; out: activations (this chunk's columns)
     hn,  # (T, B, H) out: W_hn h_{t-1} + b_hn, units u0..u1
     hw,  # (B, 3H) scratch (this chunk's columns)
-    wp_hh,  # (3H, H) permuted
+    hh,  # Packed.hh
+    ip,  # offset of this chunk's panels in hh
     bp,  # (3H,) permuted: b_ih + b_hh (r, z), b_ih (n)
     b_hh,  # (3H,) PyTorch order (its n part, b_hn, is used)
     t, u0, u1,
@@ -89,7 +93,7 @@ def _fwd_units(
     T, B, H3 = gp.shape
     H = H3 // 3
     hk = u1 - u0
-    gemm(False, True, B, 3 * hk, H, 1.0, h, t * B * H, H, wp_hh, 3 * u0 * H, H, 0.0, hw, 3 * u0, H3)
+    tile.gemm_packed(False, B, 3 * hk, H, h, t * B * H, H, hh, ip, 0, hw, 3 * u0, H3)
     bb = bp[3 * u0:3 * u1]  # (3hk,)
     br, bz, bin_ = bb[:hk], bb[hk:2 * hk], bb[2 * hk:]  # (hk,) each
     bhn = b_hh[2 * H + u0:2 * H + u1]  # (hk,)
@@ -119,7 +123,8 @@ def gru_forward(
     hn,  # (T, B, H) out: W_hn h_{t-1} + b_hn
     hw,  # (B, 3H) scratch
     h0,  # (B, H)
-    wp_hh,  # (3H, H) permuted
+    hh,  # Packed.hh: per chunk, panels of its W_hh rows transposed
+    hstride,  # Packed.strides[0]
     bp,  # (3H,) permuted bias (see _fwd_units)
     b_hh,  # (3H,)
     nc,  # unit chunks
@@ -131,7 +136,7 @@ def gru_forward(
             h[0, b, j] = h0[b, j]
     for t in range(T):
         for k in prange(nc):
-            _fwd_units(h, gp, hn, hw, wp_hh, bp, b_hh, t, k * H // nc, (k + 1) * H // nc)
+            _fwd_units(h, gp, hn, hw, hh, k * hstride, bp, b_hh, t, k * H // nc, (k + 1) * H // nc)
 
 
 @kernel
@@ -143,7 +148,8 @@ def _bwd_units(
     dh,  # (B, H) in: z * dh_{t+1} (this chunk's units); out: z * dh_t
     h,  # (T+1, B, H) from forward
     hn,  # (T, B, H) from forward
-    wp_hh,  # (3H, H) permuted
+    dhp,  # Packed.dh
+    ip,  # offset of this chunk's panels in dhp
     dhs,  # (T, B, H) dLoss/dh_t from above
     t, u0, u1,
 ):
@@ -151,7 +157,7 @@ def _bwd_units(
     H = H3 // 3
     hk = u1 - u0
     if t < T - 1:  # dh_t = z * dh_{t+1} + dgh_{t+1} W_hh for this chunk's units
-        gemm(False, False, B, hk, H3, 1.0, dgh, (t + 1) * B * H3, H3, wp_hh, u0, H, 1.0, dh, u0, H)
+        tile.gemm_packed(False, B, hk, H3, dgh, (t + 1) * B * H3, H3, dhp, ip, 1, dh, u0, H)
     si, sh = dbs[0, 3 * u0:3 * u1], dbs[1, 3 * u0:3 * u1]  # (3hk,) each
     sir, siz, sin_, shn = si[:hk], si[hk:2 * hk], si[2 * hk:], sh[2 * hk:]  # (hk,) each
     for b in range(B):  # 1-D views indexed by j only, as in the forward
@@ -191,7 +197,8 @@ def gru_backward(
     dh,  # (B, H) scratch
     h,  # (T+1, B, H) from forward
     hn,  # (T, B, H) from forward
-    wp_hh,  # (3H, H) permuted
+    dhp,  # Packed.dh: per chunk, panels of W_hh's columns for its units
+    dstride,  # Packed.strides[1]
     dhs,  # (T, B, H) dLoss/dh_t from above
     dhT,  # (B, H) dLoss/dh_{T-1} from the future
     nc,  # unit chunks (as in the forward)
@@ -206,8 +213,10 @@ def gru_backward(
         dbs[1, k] = 0
     for t in range(T - 1, -1, -1):
         for k in prange(nc):
-            _bwd_units(dgi, gp, dgh, dbs, dh, h, hn, wp_hh, dhs, t, k * H // nc, (k + 1) * H // nc)
-    gemm(False, False, B, H, H3, 1.0, dgh, 0, H3, wp_hh, 0, H, 1.0, dh, 0, H)  # dh0 = z * dh_0 + dgh_0 W_hh
+            _bwd_units(dgi, gp, dgh, dbs, dh, h, hn, dhp, k * dstride, dhs, t, k * H // nc, (k + 1) * H // nc)
+    for k in range(nc):  # dh0 = z * dh_0 + dgh_0 W_hh
+        u0 = k * H // nc
+        tile.gemm_packed(False, B, (k + 1) * H // nc - u0, H3, dgh, 0, H3, dhp, k * dstride, 1, dh, u0, H)
     for b in range(B):
         for j in range(H):
             dh0[b, j] = dh[b, j]
@@ -231,8 +240,10 @@ def forward(ws, x, state0, w):
     permute_rows(ws.wp_ih, w.w_ih, G, nc)
     permute_rows(ws.wp_hh, w.w_hh, G, nc)
     permute_rows(ws.bp[1], ws.bp[0], G, nc)
-    project(ws.gp, x, ws.wp_ih, width())
-    gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, ws.wp_hh, ws.bp[1, :, 0], w.b_hh, nc)
+    pk = packed(ws.pk, nc, G, x.shape[2], H, ws.gp.dtype)
+    pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.wp_ih, ws.wp_hh, G, nc)
+    project(ws.gp, x, pk.ih, width())
+    gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0], w.b_hh, nc)
 
 
 @governed(by_workspace)
@@ -246,8 +257,10 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     """
     nc = int(ws.nc[0])
     g = grads
-    gru_backward(dstate0.h, ws.dgi, ws.gp, ws.dgh, ws.dbs, ws.dh, ws.h, ws.hn, ws.wp_hh, dhs, dstateT.h, nc)
-    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.dgi, ws.dgh, ws.dbs, x, ws.h, ws.wp_ih,
+    pk = ws.pk[0]
+    gru_backward(dstate0.h, ws.dgi, ws.gp, ws.dgh, ws.dbs, ws.dh, ws.h, ws.hn, pk.dh, int(pk.strides[1]), dhs,
+                 dstateT.h, nc)
+    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.dgi, ws.dgh, ws.dbs, x, ws.h, pk.dx,
                  G, nc)
     if dstate0.c is not None:
         dstate0.c.fill(0)

@@ -32,10 +32,10 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
-from .blas import gemm
+from . import tile
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
-from .recurrent import permute_rows, project, split, weight_grads
+from .recurrent import pack_weights, packed, permute_rows, project, split, weight_grads
 from .threads import by_workspace, governed, width
 
 G = 4
@@ -58,6 +58,7 @@ class Workspace(NamedTuple):
     dh: np.ndarray  # (B, H) dLoss/dh carried backwards
     dc: np.ndarray  # (B, H) dLoss/dc carried backwards
     nc: np.ndarray  # (1,) int64: unit chunks of the last forward (its permutation)
+    pk: list  # [recurrent.Packed]: the weights packed for the tile GEMM (made by the first forward)
 
     @property
     def gates(self):
@@ -86,7 +87,7 @@ def alloc(T, B, I, H, dtype=np.float32):
     return Workspace(h=h, c=c, hs=h[1:], cs=c[1:], gp=z(T, B, G * H), dgp=z(T, B, G * H),
                      wp_ih=z(G * H, I), wp_hh=z(G * H, H), dwp_ih=z(G * H, I), dwp_hh=z(G * H, H),
                      bp=z(2, G * H, 1), dbs=z(2, G * H),
-                     dh=z(B, H), dc=z(B, H), nc=np.ones(1, np.int64))
+                     dh=z(B, H), dc=z(B, H), nc=np.ones(1, np.int64), pk=[None])
 
 
 @kernel
@@ -94,14 +95,15 @@ def _fwd_units(
     h,  # (T+1, B, H) out: row t+1, units u0..u1
     c,  # (T+1, B, H) out: row t+1, units u0..u1
     gp,  # (T, B, 4H) in: pre-activations; out: activations (this chunk's columns)
-    wp_hh,  # (4H, H) permuted
+    hh,  # Packed.hh
+    ip,  # offset of this chunk's panels in hh
     bp,  # (4H,) permuted bias
     t, u0, u1,
 ):
     T, B, H4 = gp.shape
     H = H4 // 4
     hk = u1 - u0
-    gemm(False, True, B, 4 * hk, H, 1.0, h, t * B * H, H, wp_hh, 4 * u0 * H, H, 1.0, gp, t * B * H4 + 4 * u0, H4)
+    tile.gemm_packed(False, B, 4 * hk, H, h, t * B * H, H, hh, ip, 1, gp, t * B * H4 + 4 * u0, H4)
     bb = bp[4 * u0:4 * u1]  # (4hk,)
     bi, bf, bg, bo = bb[:hk], bb[hk:2 * hk], bb[2 * hk:3 * hk], bb[3 * hk:]  # (hk,) each
     for b in range(B):  # 1-D row slices per gate block: LLVM then vectorizes the j loop
@@ -129,7 +131,8 @@ def lstm_forward(
     gp,  # (T, B, 4H) in: x W_ih^T (permuted); out: activated i, f, g, o (permuted)
     h0,  # (B, H)
     c0,  # (B, H)
-    wp_hh,  # (4H, H) permuted
+    hh,  # Packed.hh: per chunk, panels of its W_hh rows transposed
+    hstride,  # Packed.strides[0]
     bp,  # (4H,) permuted b_ih + b_hh
     nc,  # unit chunks
 ):
@@ -141,7 +144,7 @@ def lstm_forward(
             c[0, b, j] = c0[b, j]
     for t in range(T):
         for k in prange(nc):
-            _fwd_units(h, c, gp, wp_hh, bp, t, k * H // nc, (k + 1) * H // nc)
+            _fwd_units(h, c, gp, hh, k * hstride, bp, t, k * H // nc, (k + 1) * H // nc)
 
 
 @kernel
@@ -197,7 +200,8 @@ def lstm_backward(
     dc,  # (B, H) scratch
     c,  # (T+1, B, H) from forward
     gp,  # (T, B, 4H) permuted activations from forward
-    wp_hh,  # (4H, H) permuted
+    dhp,  # Packed.dh: per chunk, panels of W_hh's columns for its units
+    dstride,  # Packed.strides[1]
     dhs,  # (T, B, H) dLoss/dh_t from above
     dhT,  # (B, H) dLoss/dh_{T-1} from the future
     dcT,  # (B, H) dLoss/dc_{T-1} from the future
@@ -216,9 +220,11 @@ def lstm_backward(
             u0 = k * H // nc
             u1 = (k + 1) * H // nc
             if t < T - 1:  # dh_t = dz_{t+1} W_hh for this chunk's units (dz_{t+1} of every chunk is ready)
-                gemm(False, False, B, u1 - u0, H4, 1.0, dgp, (t + 1) * B * H4, H4, wp_hh, u0, H, 0.0, dh, u0, H)
+                tile.gemm_packed(False, B, u1 - u0, H4, dgp, (t + 1) * B * H4, H4, dhp, k * dstride, 0, dh, u0, H)
             _bwd_gates(dgp, dbs[0], dh, dc, c, gp, dhs, t, u0, u1)
-    gemm(False, False, B, H, H4, 1.0, dgp, 0, H4, wp_hh, 0, H, 0.0, dh0, 0, H)  # dh0 = dz_0 W_hh (one small GEMM)
+    for k in range(nc):  # dh0 = dz_0 W_hh
+        u0 = k * H // nc
+        tile.gemm_packed(False, B, (k + 1) * H // nc - u0, H4, dgp, 0, H4, dhp, k * dstride, 0, dh0, u0, H)
     for b in range(B):
         for j in range(H):
             dc0[b, j] = dc[b, j]
@@ -236,8 +242,10 @@ def forward(ws, x, state0, w):
     permute_rows(ws.wp_ih, w.w_ih, G, nc)
     permute_rows(ws.wp_hh, w.w_hh, G, nc)
     permute_rows(ws.bp[1], ws.bp[0], G, nc)
-    project(ws.gp, x, ws.wp_ih, width())
-    lstm_forward(ws.h, ws.c, ws.gp, state0.h, state0.c, ws.wp_hh, ws.bp[1, :, 0], nc)
+    pk = packed(ws.pk, nc, G, x.shape[2], H, ws.gp.dtype)
+    pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.wp_ih, ws.wp_hh, G, nc)
+    project(ws.gp, x, pk.ih, width())
+    lstm_forward(ws.h, ws.c, ws.gp, state0.h, state0.c, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0], nc)
 
 
 @governed(by_workspace)
@@ -251,7 +259,8 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     """
     nc = int(ws.nc[0])
     g = grads
-    lstm_backward(dstate0.h, dstate0.c, ws.dgp, ws.dbs, ws.dh, ws.dc, ws.c, ws.gp, ws.wp_hh, dhs,
+    pk = ws.pk[0]
+    lstm_backward(dstate0.h, dstate0.c, ws.dgp, ws.dbs, ws.dh, ws.dc, ws.c, ws.gp, pk.dh, int(pk.strides[1]), dhs,
                   dstateT.h, dstateT.c, nc)
-    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.dgp, ws.dgp, ws.dbs, x, ws.h, ws.wp_ih,
+    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.dgp, ws.dgp, ws.dbs, x, ws.h, pk.dx,
                  G, nc)

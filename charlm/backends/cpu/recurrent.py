@@ -33,9 +33,12 @@ Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GE
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 from numba import prange
 
-from .blas import gemm
+from . import tile
 from .jit import kernel
 from .threads import width
 
@@ -66,11 +69,58 @@ def permute_rows(
                     d[col] = s[col]
 
 
+class Packed(NamedTuple):
+    """The window's weights as the tile GEMM reads them (``tile.pack`` panels), packed once per
+    forward for ``nc`` unit chunks. Floats: about 2 G*H*(I + H), plus up to NR columns of padding
+    per panel set."""
+
+    nc: int
+    ih: np.ndarray  # panels of wp_ih^T (I x G*H): the input projection's right-hand side
+    dx: np.ndarray  # panels of wp_ih (G*H x I): dx's right-hand side
+    hh: np.ndarray  # nc blocks of strides[0]: chunk k's panels of wp_hh[its G*hk rows]^T (H x G*hk): the step
+    dh: np.ndarray  # nc blocks of strides[1]: chunk k's panels of wp_hh[:, its hk units] (G*H x hk): dh_t
+    strides: np.ndarray  # (2,) int64
+
+
+def packed(holder, nc, G, I, H, dtype):
+    """The Packed buffers in ``holder`` (a one-element list kept in the workspace), (re)made for nc."""
+    pk = holder[0]
+    if pk is None or pk.nc != nc:
+        hk = -(-H // nc)  # the largest chunk
+        strides = np.array([tile.panels(H, G * hk), tile.panels(G * H, hk)], np.int64)
+        z = lambda n: np.zeros(n, dtype)
+        pk = holder[0] = Packed(nc, z(tile.panels(I, G * H)), z(tile.panels(G * H, I)),
+                                z(nc * strides[0]), z(nc * strides[1]), strides)
+    return pk
+
+
+@kernel
+def pack_weights(
+    ih, dx, hh, dh,  # out: Packed's buffers
+    strides,  # Packed.strides
+    wp_ih,  # (G*H, I) permuted w_ih
+    wp_hh,  # (G*H, H) permuted w_hh
+    G,  # gates
+    nc,  # unit chunks
+):
+    GH, I = wp_ih.shape
+    H = GH // G
+    a = wp_ih.reshape(-1)
+    b = wp_hh.reshape(-1)
+    tile.pack(ih, 0, a, 0, I, I, GH, True)
+    tile.pack(dx, 0, a, 0, I, GH, I, False)
+    for k in range(nc):
+        u0 = k * H // nc
+        hk = (k + 1) * H // nc - u0
+        tile.pack(hh, k * strides[0], b, G * u0 * H, H, H, G * hk, True)
+        tile.pack(dh, k * strides[1], b, u0, H, GH, hk, False)
+
+
 @kernel(parallel=True)
 def project(
     z,  # (T, B, G*H) out
     x,  # (T, B, I)
-    w,  # (G*H, I) (permuted w_ih)
+    ih,  # Packed.ih: panels of wp_ih^T
     nt,  # threads
 ):
     T, B, GH = z.shape
@@ -80,7 +130,7 @@ def project(
     for c in prange(nc):
         n0 = c * N // nc
         n1 = (c + 1) * N // nc
-        gemm(False, True, n1 - n0, GH, I, 1.0, x, n0 * I, I, w, 0, I, 0.0, z, n0 * GH, GH)
+        tile.gemm_packed(False, n1 - n0, GH, I, x, n0 * I, I, ih, 0, 0, z, n0 * GH, GH)
 
 
 @kernel(parallel=True)
@@ -97,7 +147,7 @@ def weight_grads(
     dbs,  # (2, G*H) permuted sums of dzi (row 0) and dzh (row 1) over all T*B rows
     x,  # (T, B, I) the layer's input
     h,  # (T+1, B, H) h[0] = h0, h[t+1] = h_t: rows 0..T-1 are the previous states
-    wp_ih,  # (G*H, I) permuted w_ih
+    pdx,  # Packed.dx: panels of wp_ih
     G,  # gates
     nc,  # unit chunks used by the loop (the permutation): one per thread
 ):
@@ -108,13 +158,13 @@ def weight_grads(
     for k in prange(nc):  # chunk k: rows of dx, and its G*hk permuted rows of dW (then in PyTorch order)
         n0 = k * N // nc
         n1 = (k + 1) * N // nc
-        gemm(False, False, n1 - n0, I, GH, 1.0, dzi, n0 * GH, GH, wp_ih, 0, I, 0.0, dx, n0 * I, I)
+        tile.gemm_packed(False, n1 - n0, I, GH, dzi, n0 * GH, GH, pdx, 0, 0, dx, n0 * I, I)
         u0 = k * H // nc
         u1 = (k + 1) * H // nc
         hk = u1 - u0
         p0 = G * u0
-        gemm(True, False, G * hk, I, N, 1.0, dzi, p0, GH, x, 0, I, 0.0, dwp_ih, p0 * I, I)
-        gemm(True, False, G * hk, H, N, 1.0, dzh, p0, GH, h, 0, H, 0.0, dwp_hh, p0 * H, H)
+        tile.gemm(True, G * hk, I, N, dzi, p0, GH, x, 0, I, 0, dwp_ih, p0 * I, I)
+        tile.gemm(True, G * hk, H, N, dzh, p0, GH, h, 0, H, 0, dwp_hh, p0 * H, H)
         for g in range(G):
             for u in range(hk):
                 src = p0 + g * hk + u

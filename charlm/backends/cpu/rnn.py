@@ -30,10 +30,10 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
-from .blas import gemm
+from . import tile
 from .jit import kernel
 from .mathf import tanh_f
-from .recurrent import project, split, weight_grads
+from .recurrent import pack_weights, packed, project, split, weight_grads
 from .threads import by_workspace, governed, width
 
 G = 1
@@ -52,6 +52,7 @@ class Workspace(NamedTuple):
     w_ih: np.ndarray  # (H, I) copy of the forward's w_ih (backward reads it)
     w_hh: np.ndarray  # (H, H) copy of the forward's w_hh
     relu: bool  # activation: relu (True) or tanh (False)
+    pk: list  # [recurrent.Packed]: the weights packed for the tile GEMM (made by the first forward)
 
 
 def alloc(T, B, I, H, dtype=np.float32, relu=False):
@@ -59,13 +60,14 @@ def alloc(T, B, I, H, dtype=np.float32, relu=False):
     h = np.zeros((T + 1, B, H), dtype)
     return Workspace(h=h, hs=h[1:], dz=np.zeros((T, B, H), dtype), dh=np.zeros((B, H), dtype),
                      bias=np.zeros(H, dtype), dbs=np.zeros((2, H), dtype), nc=np.ones(1, np.int64),
-                     w_ih=np.zeros((H, I), dtype), w_hh=np.zeros((H, H), dtype), relu=bool(relu))
+                     w_ih=np.zeros((H, I), dtype), w_hh=np.zeros((H, H), dtype), relu=bool(relu), pk=[None])
 
 
 @kernel
 def _fwd_units(
     h,  # (T+1, B, H) in: h_{t-1} (row t), x_t W_ih^T (row t+1); out: h_t, units u0..u1
-    w_hh,  # (H, H)
+    hh,  # Packed.hh
+    ip,  # offset of this chunk's panels in hh
     bias,  # (H,)
     relu,  # bool
     t, u0, u1,
@@ -73,7 +75,7 @@ def _fwd_units(
     B = h.shape[1]
     H = h.shape[2]
     hk = u1 - u0
-    gemm(False, True, B, hk, H, 1.0, h, t * B * H, H, w_hh, u0 * H, H, 1.0, h, ((t + 1) * B) * H + u0, H)
+    tile.gemm_packed(False, B, hk, H, h, t * B * H, H, hh, ip, 1, h, ((t + 1) * B) * H + u0, H)
     bb = bias[u0:u1]  # (hk,)
     for b in range(B):  # 1-D row slices: LLVM then vectorizes the j loop
         hn = h[t + 1, b, u0:u1]  # (hk,)
@@ -88,7 +90,8 @@ def _fwd_units(
 @kernel(parallel=True)
 def rnn_forward(
     h,  # (T+1, B, H) in: h[0] = h0, rows 1..T hold x W_ih^T; out: rows 1..T = h_0..h_{T-1}
-    w_hh,  # (H, H)
+    hh,  # Packed.hh: per chunk, panels of its W_hh rows transposed
+    hstride,  # Packed.strides[0]
     bias,  # (H,) b_ih + b_hh
     relu,  # bool: relu instead of tanh
     nc,  # unit chunks
@@ -97,7 +100,7 @@ def rnn_forward(
     H = h.shape[2]
     for t in range(T):
         for k in prange(nc):
-            _fwd_units(h, w_hh, bias, relu, t, k * H // nc, (k + 1) * H // nc)
+            _fwd_units(h, hh, k * hstride, bias, relu, t, k * H // nc, (k + 1) * H // nc)
 
 
 @kernel
@@ -106,7 +109,8 @@ def _bwd_units(
     dbs,  # (H,) in/out: bias-gradient sums
     dh,  # (B, H) scratch (this chunk's units)
     h,  # (T+1, B, H) from forward
-    w_hh,  # (H, H)
+    dhp,  # Packed.dh
+    ip,  # offset of this chunk's panels in dhp
     dhs,  # (T, B, H) dLoss/dh_t from above
     relu,  # bool
     t, u0, u1,
@@ -114,7 +118,7 @@ def _bwd_units(
     T, B, H = dz.shape
     hk = u1 - u0
     if t < T - 1:  # dh_t = dz_{t+1} W_hh for this chunk's units
-        gemm(False, False, B, hk, H, 1.0, dz, (t + 1) * B * H, H, w_hh, u0, H, 0.0, dh, u0, H)
+        tile.gemm_packed(False, B, hk, H, dz, (t + 1) * B * H, H, dhp, ip, 0, dh, u0, H)
     sb = dbs[u0:u1]  # (hk,)
     for b in range(B):
         hn, dzb, dht, dhb = h[t + 1, b, u0:u1], dz[t, b, u0:u1], dhs[t, b, u0:u1], dh[b, u0:u1]  # (hk,)
@@ -137,7 +141,8 @@ def rnn_backward(
     dbs,  # (2, H) out: bias gradients (both rows)
     dh,  # (B, H) scratch
     h,  # (T+1, B, H) from forward
-    w_hh,  # (H, H)
+    dhp,  # Packed.dh: per chunk, panels of W_hh's columns for its units
+    dstride,  # Packed.strides[1]
     dhs,  # (T, B, H) dLoss/dh_t from above
     dhT,  # (B, H) dLoss/dh_{T-1} from the future
     relu,  # bool
@@ -151,8 +156,10 @@ def rnn_backward(
         dbs[0, k] = 0
     for t in range(T - 1, -1, -1):
         for k in prange(nc):
-            _bwd_units(dz, dbs[0], dh, h, w_hh, dhs, relu, t, k * H // nc, (k + 1) * H // nc)
-    gemm(False, False, B, H, H, 1.0, dz, 0, H, w_hh, 0, H, 0.0, dh0, 0, H)  # dh0 = dz_0 W_hh (one small GEMM)
+            _bwd_units(dz, dbs[0], dh, h, dhp, k * dstride, dhs, relu, t, k * H // nc, (k + 1) * H // nc)
+    for k in range(nc):  # dh0 = dz_0 W_hh
+        u0 = k * H // nc
+        tile.gemm_packed(False, B, (k + 1) * H // nc - u0, H, dz, 0, H, dhp, k * dstride, 0, dh0, u0, H)
     for k in range(H):
         dbs[1, k] = dbs[0, k]
 
@@ -167,8 +174,10 @@ def forward(ws, x, state0, w):
     np.copyto(ws.w_ih, w.w_ih)
     np.copyto(ws.w_hh, w.w_hh)
     np.copyto(ws.h[0], h0)  # first: h0 may alias h[T] (carried state), which the projection overwrites
-    project(ws.hs, x, ws.w_ih, width())
-    rnn_forward(ws.h, ws.w_hh, ws.bias, ws.relu, nc)
+    pk = packed(ws.pk, nc, G, x.shape[2], h0.shape[1], ws.h.dtype)
+    pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.w_ih, ws.w_hh, G, nc)
+    project(ws.hs, x, pk.ih, width())
+    rnn_forward(ws.h, pk.hh, int(pk.strides[0]), ws.bias, ws.relu, nc)
 
 
 @governed(by_workspace)
@@ -182,7 +191,8 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     """
     nc = int(ws.nc[0])
     g = grads
-    rnn_backward(dstate0.h, ws.dz, ws.dbs, ws.dh, ws.h, ws.w_hh, dhs, dstateT.h, ws.relu, nc)
-    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, g.w_ih, g.w_hh, ws.dz, ws.dz, ws.dbs, x, ws.h, ws.w_ih, G, nc)
+    pk = ws.pk[0]
+    rnn_backward(dstate0.h, ws.dz, ws.dbs, ws.dh, ws.h, pk.dh, int(pk.strides[1]), dhs, dstateT.h, ws.relu, nc)
+    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, g.w_ih, g.w_hh, ws.dz, ws.dz, ws.dbs, x, ws.h, pk.dx, G, nc)
     if dstate0.c is not None:
         dstate0.c.fill(0)

@@ -1,0 +1,266 @@
+"""Register-blocked GEMM for the kernels' own products: the recurrent step, the window GEMMs.
+
+Why not BLAS: OpenBLAS packs op(B) into panels on every call, which for the recurrent step's
+(B x H) @ (H x 4H/threads) product, repeated T times with the same weights, costs about as much
+as the product; and it runs whatever kernel its core detection (or ``OPENBLAS_CORETYPE``) picks,
+which on some machines is narrower than the CPU (seen: AVX2 kernels on an AVX-512 Zen 5).
+This module's micro-kernel is LLVM IR built for the CPU Numba compiles for: an MR x NR tile of C
+held in vector registers (MR = 4 rows, NR = 4 vectors of the machine's width: 64 floats with
+AVX-512, 32 with AVX2) while it streams K: per k, NR/VW vector loads of B's row k, MR scalar
+broadcasts of A, MR*NR/VW fused multiply-adds. B is read where it lies (row-major, row stride
+ldb): the weights it multiplies are stored transposed once per window by the callers, so there
+is no packing at all, and each thread's weight columns stay in its own L2 across the T steps.
+
+Measured (Zen 5, 1 thread, median GFLOP/s, this micro-kernel / OpenBLAS 0.3.30 as the
+environment configured it, Haswell kernels): 32x128 @ 128x256 (S step) 238 / 85;
+64x256 @ 256x512 (M step) 171 / 74; 64x512 @ 512x1024 144 / 100. Alternatives dropped: the
+same tile written as scalar Numba code (LLVM's SLP vectorizer left it scalar: 3 GFLOP/s), and
+the tile accumulated in memory (a load and a store per FMA).
+
+    gemm(ta, M, N, K, A, ia, lda, B, ib, ldb, beta, C, ic, ldc)
+        C[M x N] = op(A)[M x K] @ B[K x N] + beta * C,   beta 0 or 1
+        row-major throughout; op(A) = A (A[ia + i*lda + k]) or, with ta, A^T (A[ia + k*lda + i]);
+        B[k, j] = B[ib + k*ldb + j]; C[i, j] = C[ic + i*ldc + j].
+
+Edges: rows beyond the last multiple of MR run a one-row tile, columns beyond the last multiple
+of NR a masked tile (masked loads and stores: nothing outside C or B is touched). K is blocked
+by KC so that a block of B stays in cache across the row tiles. Nothing is bounds-checked.
+"""
+
+from __future__ import annotations
+
+import numba
+from llvmlite import binding as llb
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .jit import kernel
+
+
+def _vector_width() -> int:
+    """float32 lanes of the widest vectors of the CPU Numba compiles for (16, 8 or 4)."""
+    feats = numba.config.CPU_FEATURES
+    if feats is None:
+        if numba.config.CPU_NAME:  # a named target without features (e.g. 'generic' for portable caches)
+            return 4
+        feats = llb.get_host_cpu_features().flatten()
+    on = {f[1:] for f in str(feats).split(",") if f.startswith("+")}
+    if "avx512f" in on:
+        return 16
+    if "avx2" in on and "fma" in on:
+        return 8
+    return 4
+
+
+VW = _vector_width()
+MR = 4  # rows of a tile
+NV = 4  # vectors per tile row
+NR = NV * VW  # columns of a tile
+KC = 512  # K block
+
+
+def _tile(mr, masked):
+    """Intrinsic: C[mr x NR] (+)= op(A)[mr x K] @ B[K x NR] for one tile (``masked``: the first
+    ``nvalid`` columns only)."""
+
+    @intrinsic
+    def tile(typingctx, C, ic, ldc, A, ia, sai, sak, B, ib, ldb, K, acc, nvalid):
+        sig = types.void(C, ic, ldc, A, ia, sai, sak, B, ib, ldb, K, acc, nvalid)
+        if not all(isinstance(a, types.Array) for a in (A, B, C)) or not (A.dtype == B.dtype == C.dtype):
+            return None
+        if C.dtype not in (types.float32, types.float64):
+            return None
+        wide = C.dtype == types.float64  # float64 (the gradient checks): twice the vectors of half the lanes
+        lanes, nvec = (VW // 2, 2 * NV) if wide else (VW, NV)
+        suffix = f"v{lanes}f64" if wide else f"v{lanes}f32"
+
+        def codegen(context, builder, signature, args):
+            tys = signature.args
+            intp = context.get_value_type(types.intp)
+            i32 = ir.IntType(32)
+            vt = ir.VectorType(ir.DoubleType() if wide else ir.FloatType(), lanes)
+            mt = ir.VectorType(ir.IntType(1), lanes)
+            esize = 8 if wide else 4
+            vals = dict(zip(("C", "ic", "ldc", "A", "ia", "sai", "sak", "B", "ib", "ldb", "K", "acc", "nvalid"),
+                            zip(args, tys, strict=True), strict=True))
+
+            def n(name):
+                return context.cast(builder, *vals[name], types.intp)
+
+            def const(v):
+                return ir.Constant(intp, v)
+
+            def base(arr, off):
+                data = context.make_array(vals[arr][1])(context, builder, vals[arr][0]).data
+                return builder.gep(data, [n(off)])
+
+            cp, ap, bp = base("C", "ic"), base("A", "ia"), base("B", "ib")
+            ldc, sai, sak, ldb, K = n("ldc"), n("sai"), n("sak"), n("ldb"), n("K")
+            fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                                                 f"llvm.fmuladd.{suffix}")
+            masks = [None] * nvec
+            if masked:  # lane l of vector v is valid when v*VW + l < nvalid
+                nv = builder.trunc(n("nvalid"), i32)
+                splat = builder.shuffle_vector(builder.insert_element(ir.Constant(ir.VectorType(i32, lanes), None),
+                                                                      nv, ir.Constant(i32, 0)),
+                                               ir.Constant(ir.VectorType(i32, lanes), None),
+                                               ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+                for v in range(nvec):
+                    idx = ir.Constant(ir.VectorType(i32, lanes), [v * lanes + l for l in range(lanes)])
+                    masks[v] = builder.icmp_signed("<", idx, splat)
+                mload = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vt, [vt.as_pointer(), i32, mt, vt]),
+                    f"llvm.masked.load.{suffix}.p0")
+                mstore = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(ir.VoidType(), [vt, vt.as_pointer(), i32, mt]),
+                    f"llvm.masked.store.{suffix}.p0")
+            zero_v = ir.Constant(vt, [0.0] * lanes)
+
+            def vptr(p, off):
+                return builder.bitcast(builder.gep(p, [off]), vt.as_pointer())
+
+            def vload(p, off, v):
+                if masks[v] is None:
+                    return builder.load(vptr(p, off), align=esize)
+                return builder.call(mload, [vptr(p, off), ir.Constant(i32, esize), masks[v], zero_v])
+
+            def vstore(x, p, off, v):
+                if masks[v] is None:
+                    builder.store(x, vptr(p, off), align=esize)
+                else:
+                    builder.call(mstore, [x, vptr(p, off), ir.Constant(i32, esize), masks[v]])
+
+            def coff(i, v):
+                return builder.add(builder.mul(const(i), ldc), const(v * lanes))
+
+            accumulate = builder.icmp_signed("!=", n("acc"), const(0))
+            start = [[builder.select(accumulate, vload(cp, coff(i, v), v), zero_v) for v in range(nvec)]
+                     for i in range(mr)]
+            pre = builder.block
+            loop = builder.append_basic_block("tile.loop")
+            done = builder.append_basic_block("tile.done")
+            builder.cbranch(builder.icmp_signed(">", K, const(0)), loop, done)
+            builder.position_at_end(loop)
+            k = builder.phi(intp)
+            k.add_incoming(const(0), pre)
+            accs = [[builder.phi(vt) for _ in range(nvec)] for _ in range(mr)]
+            for i in range(mr):
+                for v in range(nvec):
+                    accs[i][v].add_incoming(start[i][v], pre)
+            brow = builder.mul(k, ldb)
+            bv = [vload(bp, builder.add(brow, const(v * lanes)), v) for v in range(nvec)]
+            acol = builder.mul(k, sak)
+            new = []
+            for i in range(mr):
+                a = builder.load(builder.gep(ap, [builder.add(builder.mul(const(i), sai), acol)]))
+                s = builder.insert_element(ir.Constant(vt, None), a, ir.Constant(i32, 0))
+                s = builder.shuffle_vector(s, ir.Constant(vt, None),
+                                           ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+                new.append([builder.call(fma, [s, bv[v], accs[i][v]]) for v in range(nvec)])
+            k1 = builder.add(k, const(1))
+            end = builder.block
+            k.add_incoming(k1, end)
+            for i in range(mr):
+                for v in range(nvec):
+                    accs[i][v].add_incoming(new[i][v], end)
+            builder.cbranch(builder.icmp_signed("<", k1, K), loop, done)
+            builder.position_at_end(done)
+            outs = [[builder.phi(vt) for _ in range(nvec)] for _ in range(mr)]  # phis first in the block
+            for i in range(mr):
+                for v in range(nvec):
+                    outs[i][v].add_incoming(start[i][v], pre)
+                    outs[i][v].add_incoming(new[i][v], end)
+            for i in range(mr):
+                for v in range(nvec):
+                    vstore(outs[i][v], cp, coff(i, v), v)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+_full = _tile(MR, False)
+_full_edge = _tile(MR, True)
+_row = _tile(1, False)
+_row_edge = _tile(1, True)
+
+
+@kernel
+def gemm(ta, M, N, K, A, ia, lda, B, ib, ldb, beta, C, ic, ldc):
+    """C[M x N] = op(A) @ B + beta * C (beta 0 or 1); see the module docstring."""
+    sai, sak = (1, lda) if ta else (lda, 1)
+    M4 = M - M % MR
+    for k0 in range(0, max(K, 1), KC):
+        kc = min(KC, K - k0)
+        acc = 1 if (k0 > 0 or beta != 0) else 0
+        a0 = ia + k0 * sak
+        b0 = ib + k0 * ldb
+        for j0 in range(0, N, NR):
+            nv = min(NR, N - j0)
+            for i0 in range(0, M4, MR):
+                if nv == NR:
+                    _full(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, B, b0 + j0, ldb, kc, acc, nv)
+                else:
+                    _full_edge(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, B, b0 + j0, ldb, kc, acc, nv)
+            for i in range(M4, M):
+                if nv == NR:
+                    _row(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, B, b0 + j0, ldb, kc, acc, nv)
+                else:
+                    _row_edge(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, B, b0 + j0, ldb, kc, acc, nv)
+
+
+def panels(K, N):
+    """Floats that ``pack`` writes for a K x N right-hand side: ceil(N / NR) panels of K x NR."""
+    return -(-N // NR) * K * NR
+
+
+@kernel
+def pack(P, ip, B, ib, ldb, K, N, tb):
+    """P[ip:] = op(B)[K x N] as panels of NR columns: panel p, row k, column j at ip + (p*K + k)*NR + j
+    (the last panel's missing columns are zeros). op(B)[k, j] = B[ib + k*ldb + j], or with ``tb``
+    B[ib + j*ldb + k]. P and B are 1-D (flat views)."""
+    for p in range(-(-N // NR)):
+        j0 = p * NR
+        nv = min(NR, N - j0)
+        for k in range(K):
+            d = ip + (p * K + k) * NR
+            if tb:
+                for j in range(nv):
+                    P[d + j] = B[ib + (j0 + j) * ldb + k]
+            else:
+                s = ib + k * ldb + j0
+                for j in range(nv):
+                    P[d + j] = B[s + j]
+            for j in range(nv, NR):
+                P[d + j] = 0
+
+
+@kernel
+def gemm_packed(ta, M, N, K, A, ia, lda, P, ip, beta, C, ic, ldc):
+    """C[M x N] = op(A) @ B + beta * C with B given as ``pack`` wrote it at P[ip:] (beta 0 or 1).
+
+    Each panel (K x NR, contiguous) is read once per row tile from cache, never from a strided
+    layout (a row stride of a multiple of 4 KB put every row of a panel in the same L1 sets)."""
+    sai, sak = (1, lda) if ta else (lda, 1)
+    M4 = M - M % MR
+    for k0 in range(0, max(K, 1), KC):
+        kc = min(KC, K - k0)
+        acc = 1 if (k0 > 0 or beta != 0) else 0
+        a0 = ia + k0 * sak
+        for p in range(-(-N // NR)):
+            j0 = p * NR
+            nv = min(NR, N - j0)
+            b0 = ip + (p * K + k0) * NR
+            for i0 in range(0, M4, MR):
+                if nv == NR:
+                    _full(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, P, b0, NR, kc, acc, nv)
+                else:
+                    _full_edge(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, P, b0, NR, kc, acc, nv)
+            for i in range(M4, M):
+                if nv == NR:
+                    _row(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, P, b0, NR, kc, acc, nv)
+                else:
+                    _row_edge(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, P, b0, NR, kc, acc, nv)
