@@ -4,8 +4,9 @@ error naming the estimate (and leaves no half-made run directory), not in a Memo
 The estimates are deliberately simple upper-bound-ish sums of the buffers charlm allocates:
 
 training  4 bytes per parameter for each of the weights, gradients and optimizer state buffers
-          (Adam: 2, RMSprop/SGD with momentum: 1), 8 per element of the largest tensor (the float64
-          draw of the initializer), 8 per parameter for a checkpoint being encoded (host copy and
+          (Adam: 2, RMSprop/SGD with momentum: 1), 16 more per parameter for the cells' permuted
+          copies, their gradient scratch and the tile GEMM's two packed copies, 8 per element of the
+          largest tensor (the float64 draw of the initializer), 8 per parameter for a checkpoint being encoded (host copy and
           file bytes), and per window 4 bytes x T x B x (L x H x (2 x gates + 4) + 2 x V + E)
           for the cell workspaces, logits and input gradients.
 sampling  per sample 4 bytes x (4 x L x H + gates x H + 2 x V + CHUNK), plus 8 bytes per generated
@@ -54,7 +55,7 @@ def train_bytes(model_cfg, train_cfg) -> tuple[int, int]:
     c = model_cfg
     window = 4 * train_cfg.seq_len * train_cfg.batch_size * (
         c.layers * c.hidden * (2 * c.gates + 4) + 2 * c.vocab_size + c.input_size)
-    return 4 * buffers * params + 8 * largest + 8 * params + window, params
+    return 4 * (buffers + 4) * params + 8 * largest + 8 * params + window, params
 
 
 def sample_bytes(model_cfg, num_samples: int, length: int, chunk: int = 64) -> int:

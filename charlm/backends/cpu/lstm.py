@@ -8,8 +8,8 @@ Equations (PyTorch nn.LSTM), per step t with h_{-1} = h0, c_{-1} = c0:
     h_t = o * tanh(c_t)
 Gate layout: the 4H rows of w_ih (4H, I), w_hh (4H, H), b_ih, b_hh (4H,) are i, f, g, o blocks.
 
-Speed design (threads and gate order: see ``recurrent``): the input projection of all T steps
-is one GEMM written straight into ``gp`` (split over rows). The recurrence splits the hidden
+Speed design (threads and gate order: see ``recurrent``; the products: ``tile``): the input
+projection of all T steps is one GEMM written straight into ``gp`` (split over rows). The recurrence splits the hidden
 units: at each step thread k adds h_{t-1} W_hh[its units]^T into its gate columns (one GEMM with
 beta = 1, all B rows) and runs the fused, vectorizable gate loop for its units; one fork-join
 per step. Backward, per step and unit chunk: dh_t[its units] = dz_{t+1} W_hh[:, its units], then
@@ -19,10 +19,12 @@ previous state of every step is the contiguous slice h[:T] (no t=0 special case)
 
 Activation memory, floats per layer (x4 bytes in float32):
     kept for backward: h, c 2(T+1)BH + gates 4TBH; backward scratch: dgates 4TBH, dh/dc 2BH;
-    permuted weights and their gradients 8H(I+H)  ->  about 10*T*B*H per layer, 10*L*T*B*H for L layers
+    permuted weights and their gradients 8H(I+H), packed panels (``recurrent.Packed``) 8H(I+H)
+    ->  about 10*T*B*H per layer, 10*L*T*B*H for L layers
     (L=2, T=100, B=64, H=512: 65.5M floats = 262 MB).
 
-Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GEMV, not GEMM (see ``blas``).
+Every product runs through ``tile`` (packed weight panels), one-row products (B = 1: `charlm eval
+--file`, score, inspect) too: a 1 x NR tile streams the packed panels, so no GEMV path is needed.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ where the per-step GEMMs of the split loop are already as fast as the whole-widt
 governor runs a block on fewer threads): numba.get_num_threads() inside a kernel makes the kernel
 uncacheable.
 
-Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GEMV, not GEMM (see ``blas``).
+Every product runs through ``tile`` (packed weight panels), one-row products (B = 1: `charlm eval
+--file`, score, inspect) too: a 1 x NR tile streams the packed panels, so no GEMV path is needed.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ Activation memory, floats per layer (x4 bytes in float32):
     kept for backward: h (T+1)BH; backward scratch: dz TBH, dh BH
     ->  about 2*T*B*H per layer, 2*L*T*B*H for L layers.
 
-Products of one row (B = 1: `charlm eval --file`, score, inspect) run as BLAS GEMV, not GEMM (see ``blas``).
+Every product runs through ``tile`` (packed weight panels), one-row products (B = 1: `charlm eval
+--file`, score, inspect) too: a 1 x NR tile streams the packed panels, so no GEMV path is needed.
 """
 
 from __future__ import annotations
