@@ -6,9 +6,9 @@ The estimates are deliberately simple upper-bound-ish sums of the buffers charlm
 training  4 bytes per parameter for each of the weights, gradients and optimizer state buffers
           (Adam: 2, RMSprop/SGD with momentum: 1), 16 more per parameter for the cells' permuted
           copies, their gradient scratch and the tile GEMM's two packed copies, 8 per element of the
-          largest tensor (the float64 draw of the initializer), 8 per parameter for a checkpoint being encoded (host copy and
-          file bytes), and per window 4 bytes x T x B x (L x H x (2 x gates + 4) + 2 x V + E)
-          for the cell workspaces, logits and input gradients.
+          largest tensor (the float64 draw of the initializer), 8 per parameter for a checkpoint
+          being encoded (host copy and file bytes), and per window 4 bytes x T x B x
+          (L x H x (2 x gates + 4) + 2 x V + E) for the cell workspaces, logits and input gradients.
 sampling  per sample 4 bytes x (4 x L x H + gates x H + 2 x V + CHUNK), plus 8 bytes per generated
           token when several samples are collected before printing.
 """
