@@ -6,18 +6,24 @@ import functools
 
 import click
 
-MODEL_OPTS = [
-    click.option("--cell", type=click.Choice(["rnn", "lstm", "gru"]), default="lstm", show_default=True,
-                 help="Recurrent cell."),
-    click.option("--layers", type=int, default=1, show_default=True, help="Stacked recurrent layers."),
-    click.option("--hidden", type=int, default=64, show_default=True, help="Hidden units per direction."),
-    click.option("--embed", type=int, default=32, show_default=True, help="Embedding size (0 = one-hot)."),
-    click.option("--bidirectional/--unidirectional", default=False, show_default=True,
-                 help="Read each text both ways (outputs concatenated)."),
-    click.option("--dense", type=int, default=0, show_default=True,
-                 help="A hidden Dense(relu) layer of this size before the head (0 = none)."),
-    click.option("--dropout", type=float, default=0.0, show_default=True, help="Dropout between recurrent layers."),
-]
+
+def model_opts(bidirectional: bool = False) -> list:
+    """The model options; ``charlm tag`` reads both ways by default, ``charlm classify`` forward."""
+    return [
+        click.option("--cell", type=click.Choice(["rnn", "lstm", "gru"]), default="lstm", show_default=True,
+                     help="Recurrent cell."),
+        click.option("--layers", type=int, default=1, show_default=True, help="Stacked recurrent layers."),
+        click.option("--hidden", type=int, default=64, show_default=True, help="Hidden units per direction."),
+        click.option("--embed", type=int, default=32, show_default=True, help="Embedding size (0 = one-hot)."),
+        click.option("--bidirectional/--unidirectional", default=bidirectional, show_default=True,
+                     help="Read each text both ways (outputs concatenated)."),
+        click.option("--dense", type=int, default=0, show_default=True,
+                     help="A hidden Dense(relu) layer of this size before the head (0 = none)."),
+        click.option("--dropout", type=float, default=0.0, show_default=True, help="Dropout between recurrent layers."),
+    ]
+
+
+MODEL_OPTS = model_opts()
 TRAIN_OPTS = [
     click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory to write."),
     click.option("--lr", type=float, default=0.01, show_default=True, help="Adam learning rate."),

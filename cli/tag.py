@@ -10,7 +10,7 @@ import click
 from charlm.errors import UsageError
 
 from .output import notice
-from .seqcommon import MODEL_OPTS, TRAIN_OPTS, options, report, split_kwargs
+from .seqcommon import TRAIN_OPTS, model_opts, options, report, split_kwargs
 
 
 class TagGroup(click.Group):
@@ -34,7 +34,7 @@ def tag():
               help="Built in: learn to restore word spacing (or capitals) from plain text DATA "
                    "(a file, a directory, or a named corpus such as docstrings). "
                    'Without it DATA is JSONL {"text": ..., "tags": [...]}.')
-@options(MODEL_OPTS)
+@options(model_opts(bidirectional=True))  # a tagger needs the characters after each one too
 @options(TRAIN_OPTS)
 def train_cmd(data, task, **kw):
     """Train a tagger on DATA (plain text with --task, else JSONL with one tag per character)."""
