@@ -196,19 +196,38 @@ def fresh_run(out, names=(rundir.METRICS, rundir.MODEL, rundir.CONFIG)):
 
     The ``charlm train`` rules: ``out`` must be missing or empty, it is checked again under the run lock
     (held for the whole block), and if the block fails or is interrupted the run files ``names`` it wrote
-    are removed (the directory too, if this call created it), so no half-made run is left behind.
+    are removed (the directory too, if this call created it), so no half-made run is left behind. SIGTERM
+    (a supervisor's timeout) ends the block as ``SystemExit(143)``, so it cleans up as Ctrl-C does.
     """
     out = Path(out)
     rundir.check_fresh(out, resumable=False)
     created = rundir.make_run_dir(out)
     check_writable_dir(out)
-    with RunLock(out):
+    with RunLock(out), _sigterm_exits():
         rundir.check_under_lock(out, fresh=True, resumable=False)
         try:
             yield out
         except BaseException:
             rundir.discard_fresh(out, created, names)
             raise
+
+
+@contextlib.contextmanager
+def _sigterm_exits():
+    import signal
+
+    def terminated(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        old = signal.signal(signal.SIGTERM, terminated)
+    except ValueError:  # not the main thread: signals stay as they are
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def append_line(path, line: str) -> None:

@@ -196,3 +196,28 @@ def test_fifo_without_writer_does_not_hang(tmp_path, run_dirs, cmd, monkeypatch)
     r = run(*_inputs(cmd, fifo, tmp_path, run_dirs))
     assert_clean_error(r, 2, f"{fifo} is a FIFO and nothing was written to it")
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("cmd", ["classify", "seq2seq"])
+def test_sigterm_while_training_leaves_no_half_made_dir(data, tmp_path, cmd):
+    """A supervisor's SIGTERM (a timeout) cleans up as Ctrl-C does: exit 143, no directory left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    argv = [str(a) for a in args(cmd, data, out)] + ["--max-steps", "1000000"]
+    argv += ["--eval-every", "1"] if cmd == "classify" else ["--log-every", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "charlm.cli", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    sign = (out / rundir.METRICS) if cmd == "classify" else None
+    while time.monotonic() < deadline and proc.poll() is None:   # wait until it is training
+        if (sign.exists() if sign else proc.stderr.readline().startswith("step ")):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr.read()
+    assert not out.exists()
