@@ -190,7 +190,7 @@ def _sift(p, heap, i, n):
 def _pop(p, heap, n):
     """Move the best of heap[:n] to heap[n-1] and restore the heap on heap[:n-1]."""
     heap[0], heap[n - 1] = heap[n - 1], heap[0]
-    _sift(p, heap, 0, n - 1)
+    _sift(p, heap, np.int64(0), n - 1)  # not a literal 0: one specialization of _sift, not two
 
 
 @kernel
