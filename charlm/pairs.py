@@ -18,10 +18,12 @@ Vocabularies (``PairVocab``): ids 0..3 are reserved in every vocabulary, then th
 One vocabulary for source and target with ``shared=True`` (``--shared-vocab``: needed to tie nothing, but
 handy when both sides use the same alphabet), else two.
 
-Batches (``buckets``): pairs are grouped by their exact source length, so the encoder never sees padding (its
-final state is every row's last real step); targets in a batch are padded with PAD to the longest target
-plus EOS, and masked out of the loss. Within a source length the order is shuffled (by ``seed``) and cut
-into batches of at most ``batch_size``; the batches are then shuffled together.
+Batches (``buckets``): pairs are grouped by source length into buckets of ``width`` consecutive lengths
+(lengths 1..w, w+1..2w, ...; width 1 = one exact length per bucket). Sources in a batch are padded with PAD
+to the longest (``src_len`` holds each row's length: the encoder stops every row at its own length, see
+charlm.encoder); targets are padded with PAD to the longest target plus EOS, and masked out of the loss.
+Within a bucket the order is shuffled (by ``seed``) and cut into batches of at most ``batch_size``; the
+batches are then shuffled together. See charlm.seq2seq_run for the measured choice of the default width.
 """
 
 from __future__ import annotations
@@ -179,8 +181,8 @@ def build_vocabs(pairs, shared: bool = False) -> tuple[PairVocab, PairVocab]:
 # ---------------------------------------------------------------- batches
 @dataclass
 class Batch:
-    src: np.ndarray        # (S, B) int32 source ids, all rows of length S
-    src_len: np.ndarray    # (B,) int32 (all S: buckets hold one source length)
+    src: np.ndarray        # (S, B) int32 source ids, PAD after each row's length
+    src_len: np.ndarray    # (B,) int32 source lengths (1..S)
     tgt_in: np.ndarray     # (T, B) int32 decoder inputs: BOS, y1 .. y_{n}, PAD...
     tgt_out: np.ndarray    # (T, B) int32 targets: y1 .. y_n, EOS, PAD...
     tgt_len: np.ndarray    # (B,) int32 targets per row, EOS included
@@ -191,22 +193,24 @@ class Batch:
 
 
 def make_batch(src_ids: list[np.ndarray], tgt_ids: list[np.ndarray]) -> Batch:
-    """One batch from encoded sources (all one length) and targets (any lengths)."""
-    S = len(src_ids[0])
-    if any(len(s) != S for s in src_ids):
-        raise ValueError("a batch holds sources of one length (use buckets)")
+    """One batch from encoded sources (any lengths >= 1, padded with PAD) and targets (any lengths)."""
+    if any(len(s) == 0 for s in src_ids):
+        raise ValueError("every source needs at least one symbol")
     B = len(src_ids)
+    S = max(len(s) for s in src_ids)
     T = max(len(t) for t in tgt_ids) + 1
-    src = np.array(src_ids, dtype=np.int32).T.copy() if S else np.zeros((0, B), np.int32)   # (S, B)
+    src = np.full((S, B), PAD, np.int32)
     tin = np.full((T, B), PAD, np.int32)
     tout = np.full((T, B), PAD, np.int32)
-    for b, t in enumerate(tgt_ids):
+    for b, (s, t) in enumerate(zip(src_ids, tgt_ids, strict=True)):
+        src[:len(s), b] = s
         tin[0, b] = BOS
         tin[1:len(t) + 1, b] = t
         tout[:len(t), b] = t
         tout[len(t), b] = EOS
+    src_len = np.array([len(s) for s in src_ids], np.int32)
     lens = np.array([len(t) + 1 for t in tgt_ids], np.int32)
-    return Batch(src, np.full(B, S, np.int32), tin, tout, lens)
+    return Batch(src, src_len, tin, tout, lens)
 
 
 def encode_pairs(pairs, src_vocab: PairVocab, tgt_vocab: PairVocab, unknown: str = "error"):
@@ -216,15 +220,18 @@ def encode_pairs(pairs, src_vocab: PairVocab, tgt_vocab: PairVocab, unknown: str
     return srcs, tgts
 
 
-def buckets(srcs, tgts, batch_size: int, seed: int = 0) -> list[Batch]:
-    """Batches of at most ``batch_size`` pairs of one source length, in a shuffled order (module docstring)."""
+def buckets(srcs, tgts, batch_size: int, seed: int = 0, width: int = 1) -> list[Batch]:
+    """Batches of at most ``batch_size`` pairs whose source lengths share a bucket of ``width`` lengths,
+    in a shuffled order (module docstring)."""
+    if width < 1:
+        raise ValueError("width must be >= 1")
     rng = np.random.default_rng(seed)
     by_len: dict[int, list[int]] = {}
     for i, s in enumerate(srcs):
-        by_len.setdefault(len(s), []).append(i)
+        by_len.setdefault((len(s) - 1) // width, []).append(i)
     out = []
-    for S in sorted(by_len):
-        idx = np.array(by_len[S])
+    for key in sorted(by_len):
+        idx = np.array(by_len[key])
         rng.shuffle(idx)
         for k in range(0, idx.size, batch_size):
             part = idx[k:k + batch_size]

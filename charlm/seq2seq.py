@@ -16,10 +16,11 @@ of nn.Embedding/nn.LSTM/nn.Linear with strict=True; see tests/test_seq2seq.py's 
     head.weight (Vt, H), head.bias (Vt,)
 Without attention the head reads the decoder's top state directly.
 
-Variable lengths: sources come in buckets of one length (charlm.pairs), so the encoder is dense and its final
-state is every row's last real step; attention is still masked by ``src_len`` (padding never attended).
-Targets are padded with PAD, whose positions carry no loss and no gradient. Loss: mean nats per target
-symbol (EOS included) over the real positions of the batch.
+Variable lengths: sources are padded with PAD after their length (``src_len``); the encoder (charlm.encoder)
+runs each row only to its own length, like PyTorch's pack_padded_sequence, so its outputs are 0 on padding and
+each row's final state is its own last step's; attention is masked by ``src_len``. Targets are padded with PAD,
+whose positions carry no loss and no gradient. Loss: mean nats per target symbol (EOS included) over the real
+positions of the batch. A padded batch gives the loss and gradients of its pairs run one by one (tested).
 
 Scheduled sampling (``ss_rate`` p > 0), the two-pass form of Mihaylova & Liu (2019): a teacher-forced pass
 without gradients predicts every step (argmax); then each decoder input after BOS is replaced by the previous
@@ -30,9 +31,9 @@ Decoding (greedy, sampling, beam) never emits PAD, BOS or UNK: their logits are 
 softmax (``decoder_logp``), so scores are log-probabilities of that renormalised distribution.
 
 Runs on the CPU backend; cells, embeddings, the head GEMM and the loss go through the backend contract, the
-attention and bridge are NumPy (charlm.attention). The recurrent layers are charlm.layers.Recurrent (forward
-and reverse directions; a bidirectional layer's outputs are concatenated [fwd; rev] here, as
-charlm.layers.Bidirectional does, because the bridge needs each direction's final state).
+attention and bridge are NumPy (charlm.attention, charlm.encoder). The decoder's layers are
+charlm.layers.Recurrent; the encoder calls the cells per length segment (charlm.encoder), a bidirectional
+layer's outputs concatenated [fwd; rev] as charlm.layers.Bidirectional does.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from . import backends
 from .backends import CellState
 from .beam import beam_search, log_softmax
 from .config import CELLS, GATES, _check, _DictMixin
+from .encoder import Encoded, Encoder
 from .layers import Batch as Steps
 from .layers import Recurrent
 from .pairs import BOS, EOS, PAD, UNK, Batch
@@ -141,19 +143,6 @@ def _state(layer: Recurrent):
     return h, (np.array(st.c, copy=True) if st.c is not None else np.zeros_like(h))
 
 
-@dataclass
-class Encoded:
-    """What the decoder needs from the encoder (and what backward needs from the encoder's forward)."""
-
-    enc: np.ndarray          # (S, B, D) encoder outputs (top layer)
-    lengths: np.ndarray      # (B,) source lengths
-    h0: list                 # per decoder layer: (B, H) initial h
-    c0: list                 # per decoder layer: (B, H) initial c (zeros for rnn/gru)
-    finals: list             # per encoder layer: [(h, c)] per direction (copies)
-    x: np.ndarray            # (S, B, E) embedded source
-    src: np.ndarray          # (S, B) ids
-
-
 class Seq2Seq:
     """The encoder-decoder's parameters (one flat buffer, PyTorch-named views), forward/backward and decoding."""
 
@@ -179,11 +168,9 @@ class Seq2Seq:
                 bound = 1.0 / math.sqrt(fan_in)
                 v[...] = rng.uniform(-bound, bound, v.shape)
         c, H = config, config.hidden
-        dirs = (False, True) if c.bidirectional else (False,)
-        self.encoder = [[Recurrent("encoder", c.cell, c.embed if k == 0 else c.enc_out, H, index=k, reverse=r)
-                         for r in dirs] for k in range(c.layers)]                 # charlm.layers, per layer/direction
+        self.encoder = Encoder(c, self.backend, self.dtype, self.params, self.grads)   # charlm.encoder
         self.decoder = [Recurrent("decoder", c.cell, c.embed if k == 0 else H, H, index=k) for k in range(c.layers)]
-        for layer in [x for d in self.encoder for x in d] + self.decoder:
+        for layer in self.decoder:
             layer.bind(self.backend, self.dtype, self.params, self.grads)
 
     def _views(self, flat) -> dict:
@@ -210,67 +197,9 @@ class Seq2Seq:
         m.load_state_dict(sd)
         return m
 
-    # ------------------------------------------------------------------ encoder
     def encode(self, src, lengths=None) -> Encoded:
-        """src (S, B) int32 source ids (one length per batch: see the module docstring)."""
-        c, be, p = self.config, self.backend, self.params
-        S, B = src.shape
-        H = c.hidden
-        x = np.empty((S, B, c.embed), self.dtype)                       # (S, B, E)
-        be.embed_forward(x, np.ascontiguousarray(src), p["src_embed.weight"])
-        steps = Steps(S, B)
-        inp, finals = x, []
-        for dirs in self.encoder:
-            outs = [layer.forward(inp, steps) for layer in dirs]         # (S, B, H) each, in source order
-            finals.append([_state(layer) for layer in dirs])
-            inp = np.concatenate(outs, axis=2) if c.bidirectional else outs[0]   # (S, B, D)
-        h0, c0 = [], []
-        for fin in finals:
-            if c.bidirectional:
-                h0.append(np.concatenate([fin[0][0], fin[1][0]], 1) @ p["bridge.weight"].T + p["bridge.bias"])
-                if c.cell == "lstm":
-                    c0.append(np.concatenate([fin[0][1], fin[1][1]], 1) @ p["bridge_c.weight"].T + p["bridge_c.bias"])
-                else:
-                    c0.append(np.zeros((B, H), self.dtype))
-            else:
-                h0.append(np.ascontiguousarray(fin[0][0]))
-                c0.append(np.ascontiguousarray(fin[0][1]))
-        lengths = np.full(B, S, np.int64) if lengths is None else np.asarray(lengths)
-        return Encoded(np.array(inp, copy=True), lengths, [a.astype(self.dtype) for a in h0],
-                       [a.astype(self.dtype) for a in c0], finals, x, src)
-
-    def _encode_backward(self, e: Encoded, denc, dh0: list, dc0: list) -> None:
-        """denc (S, B, D), dh0/dc0 per decoder layer (B, H) -> encoder, bridge and source-embedding grads."""
-        c, g, p = self.config, self.grads, self.params
-        H = c.hidden
-        dT = []                                                         # per layer, per direction: (dhT, dcT)
-        for k, fin in enumerate(e.finals):
-            if c.bidirectional:
-                cat = np.concatenate([fin[0][0], fin[1][0]], 1)         # (B, 2H)
-                g["bridge.weight"] += dh0[k].T @ cat
-                g["bridge.bias"] += dh0[k].sum(0)
-                dcat = dh0[k] @ p["bridge.weight"]                      # (B, 2H)
-                if c.cell == "lstm":
-                    catc = np.concatenate([fin[0][1], fin[1][1]], 1)
-                    g["bridge_c.weight"] += dc0[k].T @ catc
-                    g["bridge_c.bias"] += dc0[k].sum(0)
-                    dcatc = dc0[k] @ p["bridge_c.weight"]
-                else:
-                    dcatc = np.zeros_like(dcat)
-                dT.append([(np.ascontiguousarray(dcat[:, :H]), np.ascontiguousarray(dcatc[:, :H])),
-                           (np.ascontiguousarray(dcat[:, H:]), np.ascontiguousarray(dcatc[:, H:]))])
-            else:
-                dT.append([(dh0[k], dc0[k])])
-        dout = denc                                                     # (S, B, D)
-        steps = Steps(*e.src.shape)
-        for k in reversed(range(c.layers)):
-            dinp = None
-            for j, layer in enumerate(self.encoder[k]):
-                dy = np.ascontiguousarray(dout[:, :, j * H:(j + 1) * H])
-                dx = layer.backward(dy, steps, CellState(*dT[k][j]))   # overwrites the layer's gradients
-                dinp = np.array(dx, copy=True) if dinp is None else dinp + dx
-            dout = dinp
-        self.backend.embed_backward(g["src_embed.weight"], np.ascontiguousarray(e.src), np.ascontiguousarray(dout))
+        """src (S, B) int32 source ids, PAD after each row's length (lengths (B,); None: all S)."""
+        return self.encoder.forward(src, lengths)
 
     # ------------------------------------------------------------------ decoder (all steps at once)
     def _decode_forward(self, e: Encoded, tgt_in):
@@ -343,7 +272,7 @@ class Seq2Seq:
             dh0[k] = np.array(layer.dstate0.h, copy=True)
             dc0[k] = np.array(layer.dstate0.c, copy=True)
         be.embed_backward(g["tgt_embed.weight"], np.ascontiguousarray(tgt_in), np.ascontiguousarray(dout))
-        self._encode_backward(e, denc, dh0, dc0)
+        self.encoder.backward(e, denc, dh0, dc0)
         return float(loss) / idx.size
 
     def scheduled_inputs(self, batch: Batch, rng, rate: float):
@@ -379,20 +308,27 @@ class Seq2Seq:
         logits = inp[0] @ p["head.weight"].T + p["head.bias"]           # (B, Vt)
         return decoder_logp(logits), (hs, cs), weights
 
-    def decode(self, src, *, method: str = "greedy", max_len: int = 50, beam: int = 4, length_penalty: float = 1.0,
-               temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, rng=None) -> list[list[int]]:
-        """Target ids (EOS excluded) for each source row of src (S, B) (one length per call)."""
+    def decode(self, src, *, lengths=None, method: str = "greedy", max_len=50, beam: int = 4,
+               length_penalty: float = 1.0, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+               rng=None) -> list[list[int]]:
+        """Target ids (EOS excluded) for each source row of src (S, B), PAD after its length (lengths (B,),
+        None: all S); max_len: symbols per row, one int or (B,)."""
         if method not in DECODERS:
             raise ValueError(method)
-        if method == "beam":
-            return [self._beam(src[:, b:b + 1], beam, max_len, length_penalty)[0].ids for b in range(src.shape[1])]
-        e = self.encode(src)
         B = src.shape[1]
+        lengths = np.full(B, src.shape[0], np.int64) if lengths is None else np.asarray(lengths, np.int64)
+        limit = np.broadcast_to(np.asarray(max_len, np.int64), (B,))
+        if method == "beam":
+            return [self._beam(src[:lengths[b], b:b + 1], beam, int(limit[b]), length_penalty)[0].ids
+                    for b in range(B)]
+        e = self.encode(src, lengths)
         state = (e.h0, e.c0)
         x = np.full(B, BOS, np.int32)
         out = [[] for _ in range(B)]
-        done = np.zeros(B, bool)
-        for _ in range(max_len):
+        done = limit <= 0
+        for _ in range(int(limit.max(initial=0))):
+            if done.all():
+                break
             logp, state, _ = self.step(e, x, state)
             x = pick(logp, temperature if method == "sample" else 0.0, top_k, top_p, rng).astype(np.int32)
             for b in np.flatnonzero(~done):
@@ -400,8 +336,7 @@ class Seq2Seq:
                     done[b] = True
                 else:
                     out[b].append(int(x[b]))
-            if done.all():
-                break
+                    done[b] = len(out[b]) >= limit[b]
         return out
 
     def _beam(self, src, beam: int, max_len: int, length_penalty: float):

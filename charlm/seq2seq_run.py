@@ -36,6 +36,8 @@ from .pairs import PairVocab, buckets, build_vocabs, encode_pairs, make_batch, r
 from .safefile import atomic_write_text, fresh_run
 from .seq2seq import DECODERS, Seq2Seq, Seq2SeqConfig
 
+BUCKET_WIDTH = 1    # the default --bucket-width (measured: module docstring)
+
 
 @dataclass(frozen=True)
 class Seq2SeqTrainConfig(_DictMixin):
@@ -53,6 +55,7 @@ class Seq2SeqTrainConfig(_DictMixin):
     max_target_len: int = 0       # 0 = no limit; longer targets are an error naming the line
     val_decode: int = 500         # validation pairs decoded for exact match at the end (0 = all)
     threads: int = 1              # Numba threads (0 = every CPU); NumPy BLAS runs on 1 thread meanwhile
+    bucket_width: int = BUCKET_WIDTH   # source lengths per batch bucket (1 = exact lengths; module docstring)
 
     def __post_init__(self):
         _check(self.batch_size >= 1, "--batch-size must be >= 1")
@@ -66,6 +69,7 @@ class Seq2SeqTrainConfig(_DictMixin):
         _check(self.clip_norm >= 0, "--clip-norm must be >= 0")
         _check(self.log_every >= 1, "--log-every must be >= 1")
         _check(self.threads >= 0, "--threads must be >= 0 (0 = every CPU)")
+        _check(self.bucket_width >= 1, "--bucket-width must be >= 1")
 
 
 @contextmanager
@@ -113,7 +117,7 @@ def _train(pairs_spec, out, model, train_cfg, notice, pairs) -> Translator:
     opt_cfg = TrainConfig(lr=tc.lr, clip_norm=tc.clip_norm, lr_schedule="cosine", max_steps=max(tc.max_steps, 1),
                           seed=tc.seed)
     opt = Optimizer(opt_cfg, net)
-    per_epoch = len(buckets(srcs, tgts, tc.batch_size, 0))
+    per_epoch = len(buckets(srcs, tgts, tc.batch_size, 0, tc.bucket_width))
     total = min(x for x in (tc.max_steps, math.ceil(tc.epochs * per_epoch) if tc.epochs else 0) if x) \
         if (tc.max_steps or tc.epochs) else None
     rng = np.random.default_rng(tc.seed + 1)
@@ -122,7 +126,7 @@ def _train(pairs_spec, out, model, train_cfg, notice, pairs) -> Translator:
     t0, step, epoch, run_loss = time.monotonic(), 0, 0, []
     done = False
     while not done:
-        for batch in buckets(srcs, tgts, tc.batch_size, tc.seed + epoch):
+        for batch in buckets(srcs, tgts, tc.batch_size, tc.seed + epoch, tc.bucket_width):
             elapsed = time.monotonic() - t0
             if (total is not None and step >= total) or (tc.max_time and elapsed >= tc.max_time):
                 done = True
@@ -188,7 +192,7 @@ class Translator:
     def translate_ids(self, ids_list: list[np.ndarray], *, method: str = "greedy", beam: int = 4,
                       length_penalty: float = 1.0, max_len_ratio: float = 1.0, temperature: float = 1.0,
                       top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> list[str]:
-        """Decoded targets for encoded sources (batched by source length)."""
+        """Decoded targets for encoded sources (batched by buckets of source lengths, padded)."""
         if method not in DECODERS:
             raise UsageError(f"--decode must be one of {', '.join(DECODERS)}")
         if not max_len_ratio >= 0:
@@ -197,16 +201,16 @@ class Translator:
         out: list[str | None] = [None] * len(ids_list)
         groups: dict[int, list[int]] = {}
         for i, ids in enumerate(ids_list):
-            groups.setdefault(len(ids), []).append(i)
-        for S, idx in groups.items():
-            if S == 0:
-                for i in idx:
-                    out[i] = ""
-                continue
+            if len(ids) == 0:
+                out[i] = ""
+            else:
+                groups.setdefault((len(ids) - 1) // BUCKET_WIDTH, []).append(i)
+        for _, idx in sorted(groups.items()):
             for k in range(0, len(idx), 256):
                 part = idx[k:k + 256]
-                src = np.ascontiguousarray(np.array([ids_list[i] for i in part], np.int32).T)   # (S, B)
-                dec = self.model.decode(src, method=method, max_len=self.max_len(S, max_len_ratio), beam=beam,
+                batch = make_batch([ids_list[i] for i in part], [ids_list[i][:0] for i in part])
+                limits = [self.max_len(int(n), max_len_ratio) for n in batch.src_len]
+                dec = self.model.decode(batch.src, lengths=batch.src_len, method=method, max_len=limits, beam=beam,
                                         length_penalty=length_penalty, temperature=temperature, top_k=top_k,
                                         top_p=top_p, rng=rng)
                 for i, ids in zip(part, dec, strict=True):
@@ -230,7 +234,7 @@ class Translator:
         edits = sum(levenshtein(h, t) for h, (_, t) in zip(hyps, pairs, strict=True))
         chars = sum(len(t) for _, t in pairs)
         nats, n = 0.0, 0
-        for batch in buckets(srcs, tgts, 256, 0):
+        for batch in buckets(srcs, tgts, 256, 0, BUCKET_WIDTH):
             s, k = self.model.loss(batch)
             nats, n = nats + s, n + k
         return {"exact": exact / len(pairs), "cer": edits / max(chars, 1), "nats_per_char": nats / max(n, 1),

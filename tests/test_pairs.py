@@ -107,4 +107,23 @@ def test_batches_pad_targets_and_bucket_sources_by_length():
             seen.add(src)
     assert seen == {s for s, _ in pairs}
     with pytest.raises(ValueError):
-        make_batch([np.array([4, 5]), np.array([4])], [np.array([4]), np.array([4])])
+        make_batch([np.array([4, 5]), np.array([], np.int32)], [np.array([4]), np.array([4])])
+
+
+def test_wider_buckets_pad_sources_to_the_longest():
+    pairs = tasks.reverse(300, seed=2, max_len=8)
+    sv, tv = build_vocabs(pairs)
+    srcs, tgts = encode_pairs(pairs, sv, tv)
+    bs = buckets(srcs, tgts, batch_size=16, seed=0, width=3)
+    assert sum(b.size for b in bs) == 300
+    assert any(len(set(b.src_len.tolist())) > 1 for b in bs)
+    seen = []
+    for b in bs:
+        S = b.src.shape[0]
+        assert S == b.src_len.max() and len({(n - 1) // 3 for n in b.src_len.tolist()}) == 1
+        for j, n in enumerate(b.src_len):
+            assert (b.src[n:, j] == PAD).all() and (b.src[:n, j] != PAD).all()
+            src = sv.decode(b.src[:n, j])
+            assert tv.decode(b.tgt_out[:, j]) == src[::-1]
+            seen.append(src)
+    assert sorted(seen) == sorted(s for s, _ in pairs)

@@ -1,5 +1,6 @@
 """The encoder-decoder (charlm.seq2seq): float64 finite differences of the whole model (bidirectional encoders,
-padded targets, masked attention), a PyTorch oracle (nn.LSTM/GRU encoder and decoder + the same attention in
+padded sources and targets, masked attention), a numpy reference run pair by pair, padded batches = their pairs
+one by one, a PyTorch oracle (nn.LSTM/GRU encoder and decoder + the same attention in
 torch) to 1e-5, and decoding."""
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gradcheck import check_grad
+from reference import seq2seq as ref
 
 from charlm.pairs import PAD, Batch, make_batch
 from charlm.seq2seq import Seq2Seq, Seq2SeqConfig, decoder_logp, param_shapes
@@ -24,13 +26,12 @@ IDS = ["lstm-general", "bilstm2-general", "gru2-dot", "bigru-none", "rnn-dot"]
 
 
 def random_batch(c: Seq2SeqConfig, S=4, B=3, seed=0, src_len=None) -> Batch:
+    """Random pairs; sources of lengths src_len (padded with PAD to the longest), else all S long."""
     r = np.random.default_rng(seed)
-    srcs = [r.integers(4, c.src_vocab, S).astype(np.int32) for _ in range(B)]
+    lens = [S] * B if src_len is None else list(src_len)
+    srcs = [r.integers(4, c.src_vocab, n).astype(np.int32) for n in lens]
     tgts = [r.integers(4, c.tgt_vocab, n).astype(np.int32) for n in r.integers(1, 6, B)]
-    b = make_batch(srcs, tgts)
-    if src_len is not None:       # attention masked to shorter sources (the encoder still reads all S steps)
-        b.src_len = np.asarray(src_len, np.int32)
-    return b
+    return make_batch(srcs, tgts)
 
 
 def sharpen(m: Seq2Seq, scale=2.0, seed=5):
@@ -57,14 +58,52 @@ def test_gradients_match_finite_differences(config):
         assert err < 1e-6, (name, err)
 
 
-def test_padding_positions_carry_no_loss():
-    c = CONFIGS[1]
-    m = Seq2Seq(c, seed=2, dtype=np.float64)
-    b = random_batch(c, B=3, seed=4)
+def pair(b: Batch, j: int):
+    """Row j of a batch as unpadded (source, target) ids."""
+    return b.src[:b.src_len[j], j], b.tgt_out[:b.tgt_len[j] - 1, j]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_encoder_on_a_padded_batch_matches_the_numpy_reference(config):
+    m = Seq2Seq(config, seed=2, dtype=np.float64)
+    sharpen(m, seed=3)
+    b = random_batch(config, B=4, seed=4, src_len=[2, 5, 1, 5])
+    assert (b.src == PAD).any()
+    e = m.encode(b.src, b.src_len)
+    p = m.state_dict()
+    for j, n in enumerate(b.src_len):
+        enc, h0, c0 = ref.encode(config, p, b.src[:n, j])
+        np.testing.assert_allclose(e.enc[:n, j], enc, rtol=1e-12, atol=1e-12)
+        assert (e.enc[n:, j] == 0).all()                               # padding reaches no output
+        for k in range(config.layers):
+            np.testing.assert_allclose(e.h0[k][j], h0[k][0], rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(e.c0[k][j], c0[k][0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=IDS)
+def test_padded_batch_equals_its_pairs_one_by_one(config):
+    """Loss and gradients of a padded batch (sources 1..6 long, unsorted) = the sums over its pairs run alone."""
+    m = Seq2Seq(config, seed=2, dtype=np.float64)
+    sharpen(m, seed=6)
+    b = random_batch(config, S=6, B=5, seed=4, src_len=[3, 6, 1, 6, 4])
     total, n = m.loss(b)
     assert n == int(b.tgt_len.sum())
-    alone = [m.loss(make_batch([b.src[:, j]], [b.tgt_out[:b.tgt_len[j] - 1, j]])) for j in range(3)]
-    assert total == pytest.approx(sum(t for t, _ in alone), rel=1e-12)
+    m.train_step(b)
+    grad = m.grad_flat * n                                             # gradient of the summed nats
+    p = m.state_dict()
+    alone, summed = 0.0, np.zeros_like(grad)
+    for j in range(b.size):
+        src, tgt = pair(b, j)
+        one = make_batch([src], [tgt])
+        t, k = m.loss(one)
+        assert t == pytest.approx(ref.nats(config, p, src, tgt), rel=1e-12)   # the numpy reference
+        m.train_step(one)
+        alone, summed = alone + t, summed + m.grad_flat * k
+    assert total == pytest.approx(alone, rel=1e-12)
+    np.testing.assert_allclose(grad, summed, rtol=1e-9, atol=1e-12)
+    b2 = make_batch(*zip(*(pair(b, j) for j in range(b.size)), strict=True))   # garbage in the padding: no effect
+    b2.src[b2.src == PAD] = 5
+    assert m.loss(b2)[0] == pytest.approx(total, rel=1e-12)
 
 
 def test_state_dict_names_are_pytorch_names():
@@ -104,7 +143,14 @@ class TorchSeq2Seq(nn.Module):
 
     def forward(self, src, src_len, tgt_in, tgt_out):
         c = self.c
-        enc, state = self.encoder(self.src_embed(src))                    # (S, B, D)
+        S = src.shape[0]
+        x = self.src_embed(src)                                           # (S, B, E)
+        if bool((src_len == S).all()):                                    # one length: no packing needed
+            enc, state = self.encoder(x)                                  # (S, B, D)
+        else:                                                             # padded: each row stops at its length
+            packed = nn.utils.rnn.pack_padded_sequence(x, src_len, enforce_sorted=False)
+            enc, state = self.encoder(packed)
+            enc, _ = nn.utils.rnn.pad_packed_sequence(enc, total_length=S)   # (S, B, D), 0 on padding
         lstm = c.cell == "lstm"
         h, cc = state if lstm else (state, None)
         if c.bidirectional:
@@ -166,6 +212,19 @@ def test_greedy_beam_and_sampling_decode():
     s2 = m.decode(src, method="sample", temperature=1.0, rng=np.random.default_rng(3), max_len=7)
     assert s1 == s2
     assert m.decode(src, method="sample", temperature=0.0, rng=rng, max_len=7) == greedy
+
+
+@pytest.mark.parametrize("config", CONFIGS[:2], ids=IDS[:2])
+def test_decoding_a_padded_batch_equals_decoding_each_source(config):
+    m = Seq2Seq(config, seed=4, dtype=np.float64)
+    sharpen(m, scale=4.0)
+    b = random_batch(config, S=5, B=4, seed=8, src_len=[2, 5, 3, 1])
+    limits = [3, 6, 4, 2]
+    for method in ("greedy", "beam"):
+        batch = m.decode(b.src, lengths=b.src_len, method=method, max_len=limits, beam=3)
+        for j in range(b.size):
+            alone = m.decode(pair(b, j)[0][:, None], method=method, max_len=limits[j], beam=3)[0]
+            assert batch[j] == alone and len(alone) <= limits[j]
 
 
 def sequence_logp(m: Seq2Seq, src, ids) -> float:
