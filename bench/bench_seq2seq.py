@@ -3,7 +3,8 @@
     python bench/bench_seq2seq.py [--hidden 128] [--embed 32] [--batch 64] [--steps 30] [--reps 5] [--threads 1]
 
 Task: dates:n=4000,weekday=1 ("Wednesday 3 March 2021" -> "2021-03-03", sources of 17-28 characters),
-bucketed by source length exactly as ``charlm seq2seq train`` does; both sides get the same batches in the same
+bucketed by source length as ``charlm seq2seq train`` does (its default --bucket-width; padded batches run
+packed on the torch side, pack_padded_sequence); both sides get the same batches in the same
 order. Model: LSTM encoder and decoder (1 layer), Luong general attention, tanh combine, softmax head; the torch
 side is tests/test_seq2seq.py's oracle module (nn.Embedding + nn.LSTM + the same attention) loaded with charlm's
 state dict. One training step: forward, backward, global-norm clip 5, Adam (lr 1e-3) on both sides.
@@ -39,11 +40,14 @@ def setup(args):
     from charlm.optim import Optimizer
     from charlm.pairs import buckets, build_vocabs, encode_pairs
     from charlm.seq2seq import Seq2Seq, Seq2SeqConfig
+    from charlm.seq2seq_run import BUCKET_WIDTH
 
     pairs = dates(4000, seed=0, weekday=1)
     sv, tv = build_vocabs(pairs)
     srcs, tgts = encode_pairs(pairs, sv, tv)
-    batches = [b for b in buckets(srcs, tgts, args.batch, 0) if b.size == args.batch] or buckets(srcs, tgts, args.batch)
+    w = BUCKET_WIDTH
+    batches = [b for b in buckets(srcs, tgts, args.batch, 0, w) if b.size == args.batch] or buckets(
+        srcs, tgts, args.batch, 0, w)
     cfg = Seq2SeqConfig(src_vocab=len(sv), tgt_vocab=len(tv), cell="lstm", layers=1, hidden=args.hidden,
                         embed=args.embed, attention="general")
     net = Seq2Seq(cfg, seed=0)
