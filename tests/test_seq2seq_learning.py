@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from charlm.corpora.pairs import dates, reverse
+from charlm.corpora.pairs import autoencode, dates, numbers, reverse
 
 from charlm.seq2seq_run import Seq2SeqTrainConfig, train
 
@@ -30,3 +30,16 @@ def test_dates_need_attention_at_long_sources():
     a = with_attention.evaluate(long)["exact"]
     b = fit(pairs, 600, lr=5e-3, attention="none").evaluate(long)["exact"]
     assert a >= 0.98 and a - b >= 0.3, (a, b)
+
+
+def test_numbers_to_words():
+    tr = fit(numbers(5000, seed=0), 600, lr=5e-3)               # "417" -> "four hundred seventeen"
+    res = tr.evaluate(numbers(400, seed=99))                     # 0..999: the same numbers, drawn again
+    assert res["exact"] >= 0.98, res
+
+
+def test_autoencoding_sentences():
+    pairs = autoencode(3000, seed=0, max_len=30)                 # the packaged texts' 26 sentences of <= 30 chars
+    tr = fit(pairs, 300)
+    res = tr.evaluate(autoencode(200, seed=9, max_len=30))       # drawn again from the same sentences
+    assert res["exact"] >= 0.98, res
