@@ -131,7 +131,7 @@ def _no_model_yet(path) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         return  # not a run directory: the model loader names the missing file
     found = checkpoint_steps(run_dir)
-    # eval_every 0: evaluations on the clock, the first 30 s after the first step (charlm.train)
+    # eval_every 0: evaluations on the clock, the first 30 s after the first step (charlm.trainer)
     when = f"step {eval_every}" if eval_every else f"{min(30.0, interval):g}s after the first step"
     head = (f"{run_dir} has no model yet: model.safetensors is written at the first evaluation ({when}) "
             "or when training ends. ")
@@ -396,7 +396,7 @@ class Model:
         contiguous streams, each from a zero state, in windows of ``seq_len`` (``train.evaluate_ids``).
         A run's ``--split`` evaluated this way with the run's batch size and window length gives the
         numbers of its training log; ``eval_ids`` (one stream) is a little lower, fewer fresh starts."""
-        from .train import evaluate_ids
+        from .evaluation import evaluate_ids
 
         ids = np.asarray(ids)
         if ids.size < 2:

@@ -15,7 +15,7 @@ import types
 import pytest
 from clihelp import assert_clean_error, run
 
-import charlm.train as trainmod
+import charlm.trainer as trainmod
 from charlm import autosize, rundir
 from charlm.model import CharLM
 

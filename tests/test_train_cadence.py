@@ -1,6 +1,6 @@
 """Time-based cadences, the final evaluation inside --max-time, one final evaluation, resume budgets.
 
-Nothing here measures time: the trainer's clock (``charlm.train._clock``) is replaced by a fake
+Nothing here measures time: the trainer's clock (``charlm.trainer._clock``) is replaced by a fake
 one that advances by a fixed amount per reading, so every cadence decision is deterministic.
 """
 
@@ -13,7 +13,7 @@ import pytest
 from runhelp import PANGRAMS as TEXT
 from runhelp import metrics, write_corpus
 
-import charlm.train as trainmod
+import charlm.trainer as trainmod
 from charlm import checkpoint as ckpt
 from charlm.train import evaluate_ids, evaluate_pieces, train
 

@@ -26,7 +26,7 @@ SHAPE = ["--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2",
          "--log-every", "1", "--eval-every", "100000", "--val-chars", "0"]
 RUNNER = textwrap.dedent("""
     import sys, time
-    import charlm.train as t
+    import charlm.trainer as t
 
     def blocking_evaluation(*args, **kwargs):
         sys.stderr.write("EVALUATING\\n")
