@@ -126,3 +126,19 @@ def read_file_bytes(path, *, what: str = "") -> bytes:
     except OSError:
         size = 0   # read_bytes names the problem
     return read_bytes(path, limit=max(TEXT_LIMIT, size + 1), what=what, fix=STREAM_FIX)
+
+
+def stdin_lines(limit: int | None = None):
+    """The lines of stdin (line ends stripped), one at a time, each at most ``limit`` characters
+    (default ``TEXT_LIMIT``): an endless line (``< /dev/zero``) ends in ``UsageError``, not in memory
+    exhaustion. ``UsageError`` too when stdin is closed."""
+    stream = sys.stdin
+    if stream is None or getattr(stream, "closed", False):
+        raise UsageError("stdin is closed: pass TEXT, or pipe one text per line")
+    limit = limit or TEXT_LIMIT
+    n = 0
+    while line := stream.readline(limit + 1):
+        n += 1
+        if len(line) > limit and not line.endswith("\n"):
+            raise UsageError(f"stdin line {n} is longer than {limit:,} characters: pipe one text per line")
+        yield line.rstrip("\r\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -42,10 +41,21 @@ def train_cmd(data, pool, head, **kw):
     notice(f"predict with: charlm classify predict {out} TEXT")
 
 
-def _texts(text):
-    if text is None or text == "-":
-        return [line.rstrip("\r\n") for line in sys.stdin]
-    return [text]
+def _batches(text, size: int = 256):
+    """TEXT as one batch, or the lines of stdin (each bounded) in batches of ``size``, as they come."""
+    if text is not None and text != "-":
+        yield [text]
+        return
+    from charlm.boundedread import stdin_lines
+
+    batch = []
+    for line in stdin_lines():
+        batch.append(line)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @classify.command("predict")
@@ -62,16 +72,15 @@ def predict_cmd(run, text, top_k, as_json):
     model, vocab, labels, extra = seqtrain.load(run)
     if model.config.task != "classify":
         raise UsageError(f"{run} is a tagger: use charlm tag {run} TEXT")
-    texts = _texts(text)
-    if not texts:
-        return
-    probs = seqtrain.predict(model, vocab, labels, texts, extra.get("max_len", 200))
-    for t, p in zip(texts, probs, strict=True):
-        top = [(labels[k], float(p[k])) for k in p.argsort()[::-1][:top_k]]
-        if as_json:
-            click.echo(json.dumps({"text": t, "labels": [[lab, round(q, 6)] for lab, q in top]}, ensure_ascii=False))
-        else:
-            click.echo("\t".join(f"{lab}\t{q:.4f}" for lab, q in top))
+    for texts in _batches(text):
+        probs = seqtrain.predict(model, vocab, labels, texts, extra.get("max_len", 200))
+        for t, p in zip(texts, probs, strict=True):
+            top = [(labels[k], float(p[k])) for k in p.argsort()[::-1][:top_k]]
+            if as_json:
+                click.echo(json.dumps({"text": t, "labels": [[lab, round(q, 6)] for lab, q in top]},
+                                      ensure_ascii=False))
+            else:
+                click.echo("\t".join(f"{lab}\t{q:.4f}" for lab, q in top))
 
 
 @classify.command("eval")

@@ -125,10 +125,9 @@ def translate(run, text, method, beam, length_penalty, max_len_ratio, temperatur
         if text is not None and text != "-":
             click.echo(tr.translate(text, unknown=unknown, notice=notice, **kw))
             return
-        if sys.stdin is None or sys.stdin.closed:
-            raise UsageError("stdin is closed: pass TEXT, or pipe one source per line")
-        for i, line in enumerate(sys.stdin, 1):
-            src = line.rstrip("\r\n")
+        from charlm.boundedread import stdin_lines
+
+        for i, src in enumerate(stdin_lines(), 1):   # each line bounded: `< /dev/zero` is an error
             try:
                 out = tr.translate(src, unknown=unknown, notice=notice, **kw)
             except UsageError as e:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
@@ -88,7 +87,9 @@ def apply_cmd(run, text, as_json):
     model, vocab, labels, extra = seqtrain.load(run)
     if model.config.task != "tag":
         raise UsageError(f"{run} is a classifier: use charlm classify predict {run} TEXT")
-    texts = [line.rstrip("\r\n") for line in sys.stdin] if text in (None, "-") else [text]
+    from charlm.boundedread import stdin_lines
+
+    texts = stdin_lines() if text in (None, "-") else [text]   # stdin: one line at a time, each bounded
     for t in texts:
         inp, tags, restored = seqtrain.tag_text(model, vocab, labels, t, extra.get("max_len", 200),
                                                 extra.get("task_name"))

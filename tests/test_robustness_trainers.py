@@ -221,3 +221,21 @@ def test_sigterm_while_training_leaves_no_half_made_dir(data, tmp_path, cmd):
     proc.wait(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr.read()
     assert not out.exists()
+
+
+@pytest.mark.parametrize("cmd", ["classify", "tag", "seq2seq"])
+def test_stdin_lines_are_bounded_and_streamed(data, tmp_path, cmd, monkeypatch):
+    """`charlm classify predict RUN < /dev/zero` (tag, seq2seq translate): one endless line is an error,
+    not memory exhaustion; many lines are answered one per line, across batches."""
+    from charlm import boundedread
+
+    d = tmp_path / "run"
+    assert run(*args(cmd, data, d)).exit_code == 0
+    argv = {"classify": ["classify", "predict", d], "tag": ["tag", d], "seq2seq": ["seq2seq", "translate", d]}[cmd]
+    lines = "".join(f"{w}\n" for w in ["abc", "cab", "bca"] * 200)
+    r = run(*argv, input=lines)
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.splitlines()) == 600
+    monkeypatch.setattr(boundedread, "TEXT_LIMIT", 1000)
+    r = run(*argv, input="abc\n" + "b" * 5000)
+    assert_clean_error(r, 2, "stdin line 2 is longer than 1,000 characters")
