@@ -76,6 +76,8 @@ def test_bad_inputs_are_one_line_errors(run_dir, tmp_path):
     assert_clean_error(run("seq2seq", "translate", run_dir, "abc", "--beam", 0), 2, "--beam")
     assert_clean_error(run("seq2seq", "train", "reverse:n=50", "-o", tmp_path / "z", "--attention", "dot",
                            "--bidirectional", "--max-steps", 1), 2, "--attention dot")
+    assert_clean_error(run("seq2seq", "train", "reverse:n=50", "-o", tmp_path / "w", "--bucket-width", 0,
+                           "--max-steps", 1), 2, "--bucket-width")
 
 
 def test_plot_attention_map_text_and_png(run_dir, tmp_path):
@@ -114,3 +116,11 @@ def test_shared_vocab_round_trips(tmp_path):
     assert tr.src_vocab == tr.tgt_vocab and tr.meta["shared"] is True
     assert set("0123456789-") <= set(tr.src_vocab.chars) and set("March") <= set(tr.tgt_vocab.chars)
     assert "(shared)" in run("info", d).stdout
+
+
+def test_exact_length_buckets_train_and_are_recorded(tmp_path):
+    d = tmp_path / "exact"
+    r = run("seq2seq", "train", "reverse:n=60,max_len=4", "-o", d, "--hidden", 8, "--embed", 4, "--max-steps", 3,
+            "--bucket-width", 1)
+    assert r.exit_code == 0, r.output
+    assert load(d).meta["train"]["bucket_width"] == 1
