@@ -174,17 +174,15 @@ def _load_tokenizer(path):
 def import_state_dict(state_path, *, cell: str, tokenizer, out, nonlinearity: str = "tanh") -> Imported:
     """Write RUN_DIR ``out`` from a PyTorch state dict file; ``tokenizer`` is a CharTokenizer or a JSON path."""
     from . import __version__
-    from .checkpoint import MODEL_NAME, atomic_write_text, save_model, validate_state_dict
+    from .checkpoint import MODEL_NAME, RunLock, atomic_write_text, save_model, validate_state_dict
     from .model import param_shapes
     from .tokenizer import CharTokenizer
 
     tok = tokenizer if isinstance(tokenizer, CharTokenizer) else _load_tokenizer(tokenizer)
     out = Path(os.path.expanduser(os.fspath(out)))
-    for name in (MODEL_NAME, rundir.CONFIG):
-        if (out / name).exists():
-            raise UsageError(f"{out} already holds {name}; choose another --out (import never overwrites a run)")
-    if out.exists() and not out.is_dir():
+    if os.path.lexists(out) and not out.is_dir():
         raise UsageError(f"--out {out} is a file; pass a directory to create")
+    rundir.refuse_run_files(out)   # early, for a quick answer; decided again under the run lock
     raw, stripped = _strip_wrapper(read_state_dict(state_path))
     sd, converted = _as_float32(raw)
     config = infer_config(sd, cell=cell, vocab_size=len(tok), nonlinearity=nonlinearity)
@@ -196,9 +194,11 @@ def import_state_dict(state_path, *, cell: str, tokenizer, out, nonlinearity: st
     except OSError as e:
         raise UsageError(f"cannot create {out}: {e.strerror}; check the path and its permissions") from None
     source = os.path.abspath(os.fspath(state_path))
-    save_model(out / MODEL_NAME, sd, model_config=config.to_dict(), tokenizer=tok.to_dict(),
-               extra={"imported_from": source, "converted_to_float32": converted})
-    tok.save(out / rundir.TOKENIZER)
-    cfg = {"charlm_version": __version__, "model": config.to_dict(), "imported_from": source}
-    atomic_write_text(out / rundir.CONFIG, json.dumps(cfg, indent=2) + "\n")
+    with RunLock(out):   # a trainer or another import cannot write here meanwhile
+        rundir.refuse_run_files(out)
+        save_model(out / MODEL_NAME, sd, model_config=config.to_dict(), tokenizer=tok.to_dict(),
+                   extra={"imported_from": source, "converted_to_float32": converted})
+        tok.save(out / rundir.TOKENIZER)
+        cfg = {"charlm_version": __version__, "model": config.to_dict(), "imported_from": source}
+        atomic_write_text(out / rundir.CONFIG, json.dumps(cfg, indent=2) + "\n")
     return Imported(out, config, sum(int(a.size) for a in sd.values()), converted, stripped)

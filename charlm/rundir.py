@@ -208,3 +208,15 @@ def changed_corpus(run_dir, err) -> UsageError:
     return UsageError(f"the corpus has changed since this run started: {detail}, which "
                       f"{os.path.join(run_dir, TOKENIZER)} does not hold; resume with the original text, "
                       "or start a new run with --out")
+
+
+def refuse_run_files(out, command: str = "charlm import") -> None:
+    """``UsageError`` if ``out`` holds any file of a run (an earlier run, even one that lost its config.json):
+    for writers that may share a folder with the user's own files but never with a run's."""
+    try:
+        names = [n for n in os.listdir(out) if n != LOCK and is_run_file(n) and not TEMP_RE.fullmatch(n)]
+    except OSError:
+        return
+    if names:
+        raise UsageError(f"--out {out} already holds files of a run ({_shown(names)}); {command} never "
+                         "overwrites a run: choose another --out")

@@ -239,3 +239,48 @@ def test_stdin_lines_are_bounded_and_streamed(data, tmp_path, cmd, monkeypatch):
     monkeypatch.setattr(boundedread, "TEXT_LIMIT", 1000)
     r = run(*argv, input="abc\n" + "b" * 5000)
     assert_clean_error(r, 2, "stdin line 2 is longer than 1,000 characters")
+
+
+@pytest.fixture
+def state_dict_file(tmp_path):
+    """A PyTorch-named state dict (safetensors) and its tokenizer, as `charlm import` takes them."""
+    from safetensors.numpy import save_file
+
+    from charlm.config import ModelConfig
+    from charlm.model import CharLM
+    from charlm.tokenizer import CharTokenizer
+
+    tok = CharTokenizer.from_text("abracadabra\n")
+    tok.save(tmp_path / "tok.json")
+    sd = CharLM(ModelConfig(vocab_size=len(tok), cell="lstm", layers=1, hidden=4, embed=3)).state_dict()
+    save_file(sd, tmp_path / "sd.safetensors")
+    return tmp_path / "sd.safetensors", tmp_path / "tok.json"
+
+
+@pytest.mark.parametrize("names", [[rundir.CHECKPOINT], [rundir.METRICS, rundir.IDS], [rundir.TOKENIZER]])
+def test_import_never_mixes_into_an_earlier_run(state_dict_file, tmp_path, names):
+    """An earlier run that lost its config.json and model (a checkpoint, a log, a vocabulary left) is
+    refused, not completed with a foreign model; the user's own files beside them are kept too."""
+    sd, tok = state_dict_file
+    d = tmp_path / "old"
+    d.mkdir()
+    for n in [*names, "notes.txt"]:
+        (d / n).write_bytes(b"precious " + n.encode())
+    before = snapshot(d)
+    r = run("import", sd, "--cell", "lstm", "--tokenizer", tok, "--out", d)
+    assert_clean_error(r, 2, f"--out {d} already holds files of a run", names[0], "choose another --out")
+    assert snapshot(d) == before
+
+
+def test_import_beside_user_files_and_under_the_lock(state_dict_file, tmp_path):
+    sd, tok = state_dict_file
+    d = tmp_path / "mine"
+    d.mkdir()
+    (d / "state.pt").write_bytes(b"the user's own file")
+    with safefile.RunLock(d):
+        r = run("import", sd, "--cell", "lstm", "--tokenizer", tok, "--out", d)
+    assert_clean_error(r, 1, "is in use")
+    assert sorted(os.listdir(d)) == [rundir.LOCK, "state.pt"]
+    r = run("import", sd, "--cell", "lstm", "--tokenizer", tok, "--out", d)
+    assert r.exit_code == 0, r.output
+    assert (d / rundir.MODEL).exists() and (d / "state.pt").read_bytes() == b"the user's own file"
