@@ -74,16 +74,6 @@ class Encoder:
         self._ws: dict = {}
         self._scratch: dict = {}
 
-    def _workspace(self, key, T, B, inputs):
-        cache = self._ws.setdefault(key, {})
-        ws = cache.get((T, B))
-        if ws is None:
-            if len(cache) >= CACHE:
-                cache.pop(next(iter(cache)))
-            ws = cache[(T, B)] = self.cell.alloc(T, B, inputs, self.c.hidden, self.dtype)
-        return ws
-
-    # ------------------------------------------------------------------ forward
     def forward(self, src, lengths=None) -> Encoded:
         """src (S, B) int32 ids, lengths (B,) (None: every row fills S) -> Encoded (batch order)."""
         c, be, p = self.c, self.be, self.p
@@ -112,6 +102,26 @@ class Encoder:
             h0, c0 = [h[inv] for h in h0], [a[inv] for a in c0]
         return Encoded(np.ascontiguousarray(enc), lengths, [np.ascontiguousarray(h) for h in h0],
                        [np.ascontiguousarray(a) for a in c0], (plan, ids, finals, runs))
+
+    def backward(self, e: Encoded, denc, dh0: list, dc0: list) -> None:
+        """denc (S, B, D), dh0/dc0 per decoder layer (B, H), batch order -> overwrites the encoder's gradients."""
+        c, g = self.c, self.g
+        plan, ids, finals, runs = e.tape
+        if plan.order is not None:
+            denc = denc[:, plan.order]
+            dh0, dc0 = [d[plan.order] for d in dh0], [d[plan.order] for d in dc0]
+        dT = self._bridge_backward(finals, dh0, dc0)
+        dout = np.ascontiguousarray(denc)                                   # (S, B, D)
+        H = c.hidden
+        for k in reversed(range(c.layers)):
+            x, rec = runs[k]
+            dinp = None
+            for j, names in enumerate(self.names[k]):
+                dy = np.ascontiguousarray(dout[:, :, j * H:(j + 1) * H])
+                dx = self._run_backward(x, plan, names, rec[j], dy, dT[k][j], reverse=j == 1)
+                dinp = dx if dinp is None else dinp + dx
+            dout = dinp
+        self.be.embed_backward(g["src_embed.weight"], ids, np.ascontiguousarray(dout))
 
     def _run(self, x, plan: Plan, names: CellWeights, key, reverse: bool):
         """One layer and direction over the segments: (y (S, B, H), final h (B, H), final c (B, H), tape)."""
@@ -143,72 +153,6 @@ class Encoder:
         y = np.empty_like(ys)
         self.be.reverse_seq(y, ys, lens)
         return y, fh, fc, tape
-
-    def _bridge(self, finals):
-        c, p = self.c, self.p
-        h0, c0 = [], []
-        for fin in finals:
-            if c.bidirectional:
-                h0.append(np.concatenate([fin[0][0], fin[1][0]], 1) @ p["bridge.weight"].T + p["bridge.bias"])
-                if c.cell == "lstm":
-                    c0.append(np.concatenate([fin[0][1], fin[1][1]], 1) @ p["bridge_c.weight"].T + p["bridge_c.bias"])
-                else:
-                    c0.append(np.zeros_like(fin[0][0]))
-            else:
-                h0.append(fin[0][0])
-                c0.append(fin[0][1])
-        return [a.astype(self.dtype) for a in h0], [a.astype(self.dtype) for a in c0]
-
-    # ------------------------------------------------------------------ backward
-    def backward(self, e: Encoded, denc, dh0: list, dc0: list) -> None:
-        """denc (S, B, D), dh0/dc0 per decoder layer (B, H), batch order -> overwrites the encoder's gradients."""
-        c, g = self.c, self.g
-        plan, ids, finals, runs = e.tape
-        if plan.order is not None:
-            denc = denc[:, plan.order]
-            dh0, dc0 = [d[plan.order] for d in dh0], [d[plan.order] for d in dc0]
-        dT = self._bridge_backward(finals, dh0, dc0)
-        dout = np.ascontiguousarray(denc)                                   # (S, B, D)
-        H = c.hidden
-        for k in reversed(range(c.layers)):
-            x, rec = runs[k]
-            dinp = None
-            for j, names in enumerate(self.names[k]):
-                dy = np.ascontiguousarray(dout[:, :, j * H:(j + 1) * H])
-                dx = self._run_backward(x, plan, names, rec[j], dy, dT[k][j], reverse=j == 1)
-                dinp = dx if dinp is None else dinp + dx
-            dout = dinp
-        self.be.embed_backward(g["src_embed.weight"], ids, np.ascontiguousarray(dout))
-
-    def _bridge_backward(self, finals, dh0, dc0):
-        """Per layer, per direction: the gradients (dh, dc) (B, H) of the final states."""
-        c, g, p = self.c, self.g, self.p
-        H, out = c.hidden, []
-        for n in ("bridge.weight", "bridge.bias", "bridge_c.weight", "bridge_c.bias"):
-            if n in g:
-                g[n][...] = 0.0                                               # one bridge for every layer
-        for k, fin in enumerate(finals):
-            if not c.bidirectional:
-                out.append([(dh0[k], dc0[k])])
-                continue
-            g["bridge.weight"] += dh0[k].T @ np.concatenate([fin[0][0], fin[1][0]], 1)
-            g["bridge.bias"] += dh0[k].sum(0)
-            dcat = dh0[k] @ p["bridge.weight"]                                # (B, 2H)
-            dcatc = np.zeros_like(dcat)
-            if c.cell == "lstm":
-                g["bridge_c.weight"] += dc0[k].T @ np.concatenate([fin[0][1], fin[1][1]], 1)
-                g["bridge_c.bias"] += dc0[k].sum(0)
-                dcatc = dc0[k] @ p["bridge_c.weight"]
-            out.append([(dcat[:, :H], dcatc[:, :H]), (dcat[:, H:], dcatc[:, H:])])
-        return out
-
-    def _grad_buffers(self, names: CellWeights, direct: bool) -> CellWeights:
-        if direct:
-            return CellWeights(*(self.g[n] for n in names))
-        buf = self._scratch.get(names)
-        if buf is None:
-            buf = self._scratch[names] = CellWeights(*(np.zeros_like(self.g[n]) for n in names))
-        return buf
 
     def _run_backward(self, x, plan: Plan, names: CellWeights, tape, dy, dfinal, reverse: bool):
         """dy (S, B, H) (source order), dfinal (dh, dc) (B, H) -> dx (S, B, I); overwrites this direction's
@@ -250,3 +194,57 @@ class Encoder:
         out = np.empty_like(dx)
         self.be.reverse_seq(out, dx, lens)
         return out
+
+    def _bridge(self, finals):
+        c, p = self.c, self.p
+        h0, c0 = [], []
+        for fin in finals:
+            if c.bidirectional:
+                h0.append(np.concatenate([fin[0][0], fin[1][0]], 1) @ p["bridge.weight"].T + p["bridge.bias"])
+                if c.cell == "lstm":
+                    c0.append(np.concatenate([fin[0][1], fin[1][1]], 1) @ p["bridge_c.weight"].T + p["bridge_c.bias"])
+                else:
+                    c0.append(np.zeros_like(fin[0][0]))
+            else:
+                h0.append(fin[0][0])
+                c0.append(fin[0][1])
+        return [a.astype(self.dtype) for a in h0], [a.astype(self.dtype) for a in c0]
+
+    def _bridge_backward(self, finals, dh0, dc0):
+        """Per layer, per direction: the gradients (dh, dc) (B, H) of the final states."""
+        c, g, p = self.c, self.g, self.p
+        H, out = c.hidden, []
+        for n in ("bridge.weight", "bridge.bias", "bridge_c.weight", "bridge_c.bias"):
+            if n in g:
+                g[n][...] = 0.0                                               # one bridge for every layer
+        for k, fin in enumerate(finals):
+            if not c.bidirectional:
+                out.append([(dh0[k], dc0[k])])
+                continue
+            g["bridge.weight"] += dh0[k].T @ np.concatenate([fin[0][0], fin[1][0]], 1)
+            g["bridge.bias"] += dh0[k].sum(0)
+            dcat = dh0[k] @ p["bridge.weight"]                                # (B, 2H)
+            dcatc = np.zeros_like(dcat)
+            if c.cell == "lstm":
+                g["bridge_c.weight"] += dc0[k].T @ np.concatenate([fin[0][1], fin[1][1]], 1)
+                g["bridge_c.bias"] += dc0[k].sum(0)
+                dcatc = dc0[k] @ p["bridge_c.weight"]
+            out.append([(dcat[:, :H], dcatc[:, :H]), (dcat[:, H:], dcatc[:, H:])])
+        return out
+
+    def _workspace(self, key, T, B, inputs):
+        cache = self._ws.setdefault(key, {})
+        ws = cache.get((T, B))
+        if ws is None:
+            if len(cache) >= CACHE:
+                cache.pop(next(iter(cache)))
+            ws = cache[(T, B)] = self.cell.alloc(T, B, inputs, self.c.hidden, self.dtype)
+        return ws
+
+    def _grad_buffers(self, names: CellWeights, direct: bool) -> CellWeights:
+        if direct:
+            return CellWeights(*(self.g[n] for n in names))
+        buf = self._scratch.get(names)
+        if buf is None:
+            buf = self._scratch[names] = CellWeights(*(np.zeros_like(self.g[n]) for n in names))
+        return buf
