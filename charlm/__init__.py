@@ -17,7 +17,7 @@ _LAZY = {
     "TrainConfig": ("charlm.config", "TrainConfig"),
     "SampleConfig": ("charlm.config", "SampleConfig"),
     "CharLM": ("charlm.model", "CharLM"),
-    "load": ("charlm.generate", "load"),
+    "load": ("charlm.loading", "load"),
     "train": ("charlm.train", "train"),
     "CharlmError": ("charlm.errors", "CharlmError"),
     "UsageError": ("charlm.errors", "UsageError"),

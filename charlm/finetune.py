@@ -60,7 +60,7 @@ def read_source(path) -> Source:
         raise UsageError(f"--init-from {path}: the run has no model.safetensors yet (it is written at the "
                          "first evaluation); wait for it, or pass a model file")
     sd, meta = load_model(path)
-    from .generate import lm_config_and_tokenizer
+    from .loading import lm_config_and_tokenizer
 
     config, tok = lm_config_and_tokenizer(where, sd, meta)  # same checks as sampling: task, vocab, finite
     step = meta.get("extra", {}).get("step")

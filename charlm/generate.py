@@ -1,4 +1,5 @@
 """A trained model as a library object: ``load(path)`` -> ``Model`` with sample, eval and score.
+(Loading and its checks: ``charlm.loading``; a run's held-out splits: ``charlm.runsplit``.)
 
 Sampling runs the compiled loop of ``charlm.backends.cpu.sample`` in chunks of ``CHUNK`` tokens
 (state carried between calls), so text can be streamed as it is made. Rules:
@@ -31,160 +32,18 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 
 from .config import LN2, ModelConfig, SampleConfig
-from .errors import CheckpointError, UsageError
+from .errors import UsageError
+from .loading import checkpoint_steps, lm_config_and_tokenizer, load, load_checkpoint  # noqa: F401 (the API's home)
+from .runsplit import run_split, split_ids  # noqa: F401 (re-exported)
 
 CHUNK = 64
 MIN_TEMPERATURE = 1e-4   # a smaller temperature samples as 0 (the most likely symbol): 1/T would overflow
 WINDOW = 256
 UNKNOWN = ("error", "skip", "replace")
-# model files of other tasks (model_config["task"]) -> the command that uses them
-_OTHER_TASKS = {"seq2seq": "charlm seq2seq translate RUN TEXT", "classify": "charlm classify predict RUN TEXT",
-                "tag": "charlm tag RUN TEXT"}
 
 
 def _warn(msg: str) -> None:
     warnings.warn(msg, stacklevel=3)
-
-
-def load(path, *, device: str = "cpu", checkpoint=None) -> Model:
-    """Load a ``RUN_DIR`` or ``model.safetensors`` written by charlm.
-
-    ``checkpoint`` picks a resume checkpoint of RUN_DIR instead of its best model: a step number
-    (one of the steps kept, see ``checkpoint_steps``) or the path of a checkpoint file.
-    """
-    from .backends import resolve_device
-    from .checkpoint import load_model, resolve_model_path
-    from .model import CharLM
-
-    if checkpoint is not None:
-        return load_checkpoint(path, checkpoint, device=device)
-    _no_model_yet(path)
-    sd, meta = load_model(path)
-    where = resolve_model_path(path)
-    config, tok = lm_config_and_tokenizer(where, sd, meta)
-    model = CharLM.from_state_dict(config, sd, device=resolve_device(device))
-    return Model(model, tok, meta=meta)
-
-
-def lm_config_and_tokenizer(where, sd: dict, meta: dict):
-    """(ModelConfig, CharTokenizer) of a language-model file's metadata, after the checks every reader of
-    one needs: the file is a language model, its config and vocabulary agree, its weights are finite."""
-    from .tokenizer import CharTokenizer
-
-    task = meta["model_config"].get("task")
-    if task in _OTHER_TASKS:
-        raise UsageError(f"{where} is a {task} model, not a language model: use {_OTHER_TASKS[task]}")
-    try:
-        config = ModelConfig.from_dict(meta["model_config"])
-    except (UsageError, TypeError) as e:
-        raise CheckpointError(f"{where}: bad model_config ({e}); the file is corrupt or foreign") from None
-    tok = CharTokenizer.from_dict(meta["tokenizer"])
-    if len(tok) != config.vocab_size:
-        raise CheckpointError(f"{where}: the tokenizer has {len(tok)} symbols but the model {config.vocab_size}; "
-                              "the file is corrupt: retrain or use another file")
-    bad = next((name for name, a in sd.items() if not np.isfinite(a).all()), None)
-    if bad is not None:
-        raise CheckpointError(f"{where}: tensor {bad!r} holds NaN or infinite values (the training diverged, or "
-                              "the file was damaged before its checksum was made): use an earlier checkpoint "
-                              "or retrain")
-    return config, tok
-
-
-def checkpoint_steps(run_dir) -> dict:
-    """{step: path} of the resume checkpoints of RUN_DIR that can be read (headers only)."""
-    from . import tensorfile
-    from .checkpoint import CHECKPOINT_FORMAT, _checker, checkpoint_paths
-    from .errors import CharlmError
-
-    found = {}
-    for p in checkpoint_paths(run_dir):
-        if not p.is_file():
-            continue
-        try:
-            md, _ = tensorfile.read(p, missing_msg="", header_only=True, check_meta=_checker(CHECKPOINT_FORMAT))
-        except CharlmError:
-            continue
-        found.setdefault(int(md["step"]), p)
-    return dict(sorted(found.items()))
-
-
-def _saved_steps(found: dict) -> str:
-    return ", ".join(str(k) for k in found) if found else "none yet"
-
-
-def _no_model_yet(path) -> None:
-    """A run directory that has not written model.safetensors yet: say when it will, and what to do now."""
-    import json
-    import os
-
-    from . import rundir
-    from .checkpoint import MODEL_NAME
-
-    run_dir = os.fspath(path)
-    if not os.path.isdir(run_dir) or os.path.exists(os.path.join(run_dir, MODEL_NAME)):
-        return
-    try:
-        with open(os.path.join(run_dir, rundir.CONFIG), encoding="utf-8") as f:
-            train = json.load(f)["train"]
-        eval_every, save_every = int(train["eval_every"]), int(train["save_every"])
-        interval = float(train.get("eval_interval", 120.0))
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # not a run directory: the model loader names the missing file
-    found = checkpoint_steps(run_dir)
-    # eval_every 0: evaluations on the clock, the first 30 s after the first step (charlm.trainer)
-    when = f"step {eval_every}" if eval_every else f"{min(30.0, interval):g}s after the first step"
-    head = (f"{run_dir} has no model yet: model.safetensors is written at the first evaluation ({when}) "
-            "or when training ends. ")
-    if found:
-        last = list(found)[-1]
-        raise UsageError(head + f"Sample a checkpoint meanwhile: load({run_dir!r}, checkpoint={last}) "
-                         f"(checkpoints at steps {_saved_steps(found)})",
-                         cli=head + f"Sample a checkpoint meanwhile: charlm sample {run_dir} --checkpoint {last} "
-                             f"(checkpoints at steps {_saved_steps(found)})")
-    if save_every and (not eval_every or save_every < eval_every):
-        raise UsageError(head + f"No checkpoint either: the first is saved at step {save_every}; then sample it "
-                         f"with --checkpoint {save_every}")
-    raise UsageError(head + "No checkpoint either: the first is saved with the first evaluation")
-
-
-def load_checkpoint(run_dir, which, *, device: str = "cpu") -> Model:
-    """The weights of one resume checkpoint: ``which`` is a step of RUN_DIR's checkpoints or a file path."""
-    import os
-    from pathlib import Path
-
-    from .backends import resolve_device
-    from .checkpoint import _read_checkpoint
-    from .model import CharLM
-    from .tokenizer import CharTokenizer
-
-    text = str(which)
-    if os.path.isfile(text):
-        path = Path(text)
-    elif text.isdigit():
-        base = os.fspath(run_dir)
-        if not os.path.isdir(base):
-            base = os.path.dirname(os.path.abspath(base))
-        found = checkpoint_steps(base)
-        if int(text) not in found:
-            raise UsageError(f"{base} has no checkpoint at step {int(text)}: steps kept are "
-                             f"{_saved_steps(found)} (--keep N keeps more)")
-        path = found[int(text)]
-    else:
-        raise UsageError(f"checkpoint {text!r} is neither a step number nor a checkpoint file")
-    step, tensors, meta = _read_checkpoint(path)
-    try:
-        config = ModelConfig.from_dict(meta["model_config"])
-        tok = CharTokenizer.from_dict(meta["tokenizer"])
-        flat = tensors["model.flat"]
-    except (UsageError, TypeError, KeyError) as e:
-        raise CheckpointError(f"{path}: not a usable charlm training checkpoint ({e}); use another file") from None
-    model = CharLM(config, seed=0, device=resolve_device(device))
-    if flat.shape != (model.size,) or len(tok) != config.vocab_size:
-        raise CheckpointError(f"{path}: the weights or the vocabulary do not match its model config; "
-                              "the file is corrupt: use another checkpoint")
-    model.flat[:] = model.backend.to_device(flat.astype(model.dtype))
-    return Model(model, tok, meta={"model_config": meta["model_config"], "tokenizer": meta["tokenizer"],
-                                   "extra": {"step": step}, "checkpoint": str(path)})
 
 
 def sample_model(model, tokenizer, **kwargs) -> str | list[str]:
@@ -431,108 +290,6 @@ class Model:
     def score(self, text: str, *, unknown: str = "error") -> list[dict]:
         """``score_lines`` over the lines of ``text``."""
         return list(self.score_lines(text.splitlines(), unknown=unknown))
-
-
-def split_ids(run_dir, split: str, tokenizer, notice: Callable | None = None) -> np.ndarray:
-    """Ids of a run's ``val`` or ``test`` split: the characters its training used (see ``run_split``)."""
-    return run_split(run_dir, split, tokenizer, notice)[0]
-
-
-def run_split(run_dir, split: str, tokenizer, notice: Callable | None = None) -> tuple[np.ndarray, dict]:
-    """(ids (N,) int32 of a run's ``val`` or ``test`` split, the run's saved train config).
-
-    The ids are exactly those the training split off: RUN_DIR/ids.npy (the corpus as the run encoded
-    it) cut by the run's --val-frac/--test-frac/--val-split; with --val-split each over several
-    sources, the sources are read again to find where each begins. Either way the ids must have the
-    corpus fingerprint of the run's checkpoint: a corpus changed since training is refused, never
-    silently evaluated as another split.
-    """
-    import json
-    import os
-    import tempfile
-
-    from . import corpus, rundir
-    from .boundedread import read_bytes
-    from .errors import UnknownSymbolsError
-    from .finetune import with_policy
-
-    if split not in ("val", "test"):
-        raise UsageError(f"unknown split {split!r}: choose val or test")
-    run_dir = os.fspath(run_dir)
-    if not os.path.isdir(run_dir):
-        run_dir = os.path.dirname(os.path.abspath(run_dir))
-    path = os.path.join(run_dir, rundir.CONFIG)
-    if not os.path.lexists(path):
-        raise UsageError(f"{run_dir} has no config.json, so its corpus split is unknown: "
-                         "pass --file TEXT instead of --split")
-    try:
-        saved = json.loads(read_bytes(path, limit=rundir.MAX_CONFIG_BYTES, what="run config").decode("utf-8"))
-        if isinstance(saved, dict) and "corpus" not in saved and saved.get("imported_from"):
-            raise UsageError(f"{run_dir} was made by charlm import (from {saved['imported_from']}): it has no "
-                             "training corpus, so no val/test split; pass --file TEXT instead of --split")
-        data, train = saved["corpus"], saved["train"]
-        if not isinstance(data, dict) or not isinstance(train, dict):
-            raise TypeError("corpus and train must be objects")
-        sources = [str(s) for s in data["sources"]]
-        val_frac, test_frac = float(train.get("val_frac", 0.0)), float(train.get("test_frac", 0.0))
-    except (ValueError, KeyError, TypeError, RecursionError) as e:
-        raise UsageError(f"{path} is not a valid run config ({str(e)[:100]}): pass --file TEXT instead of "
-                         "--split") from None
-    each = train.get("val_split", "tail") == "each"
-    want = _fingerprint(run_dir)
-    changed = (f"the corpus has changed since {run_dir} was trained (it no longer matches the checkpoint's "
-               "fingerprint), so --split would evaluate other text; restore it, or pass --file TEXT")
-    starts, ids = None, None
-    with tempfile.TemporaryDirectory(prefix="charlm-split-") as tmp:
-        if not (each and len(sources) > 1 and corpus.rereadable(sources)):
-            ids = _saved_ids(os.path.join(run_dir, rundir.IDS), tokenizer, want)
-        if ids is None:
-            if not corpus.rereadable(sources):
-                raise UsageError("the run was trained on stdin, which cannot be read again, and its ids.npy is "
-                                 "gone or does not match the run: pass --file TEXT")
-            opts = {k: data[k] for k in ("encoding", "errors", "glob") if data.get(k) is not None}
-            starts = [] if each else None
-            enc = with_policy(tokenizer, data.get("unknown", "error"))
-            try:
-                ids, _, _ = corpus.load_ids(sources, out=os.path.join(tmp, rundir.IDS), tokenizer=enc,
-                                            notice=notice, starts=starts, **opts)
-            except UnknownSymbolsError:
-                raise UsageError(changed) from None
-            if want is not None and corpus.fingerprint(ids) != want:
-                raise UsageError(changed)
-        _, val, test = corpus.split_ids(ids, val_frac, test_frac, starts=starts or None)
-        part = np.array(val if split == "val" else test, dtype=np.int32)
-    if len(part) < 2:
-        frac = "val_frac" if split == "val" else "test_frac"
-        held = f"the run's {split} split holds {len(part)} characters"
-        raise UsageError(f"{held} ({frac} = {train.get(frac, 0.0)}): nothing to evaluate; pass --file TEXT",
-                         cli=f"{held} (it trained with --{split}-frac {train.get(frac, 0.0)}): nothing to "
-                             "evaluate; pass --file TEXT")
-    return part, train
-
-
-def _fingerprint(run_dir: str) -> str | None:
-    """The corpus fingerprint recorded in the run's newest checkpoint (None for runs without one)."""
-    from .checkpoint import newest_meta
-
-    meta = newest_meta(run_dir)
-    fp = meta.get("data_fingerprint") if isinstance(meta, dict) else None
-    return fp if isinstance(fp, str) else None
-
-
-def _saved_ids(path: str, tokenizer, want: str | None) -> np.ndarray | None:
-    """RUN/ids.npy if it is sound and has the run's fingerprint, else None (the corpus is read again)."""
-    import os
-
-    from . import corpus
-
-    if not os.path.isfile(path):
-        return None
-    try:
-        ids = corpus.load_saved_ids(path, tokenizer)
-    except UsageError:
-        return None
-    return ids if want is None or corpus.fingerprint(ids) == want else None
 
 
 def _metrics(total: float, n: int) -> dict:

@@ -383,8 +383,9 @@ def _nan_to_none(x):
 def inspect_model(path, text: str | None = None, *, max_chars: int | None = None, unknown: str = "error",
                   top_k: int = TOP_K, notice=None) -> dict:
     """``build`` for a RUN_DIR or model file and a text (None: the run's validation split)."""
-    from .generate import load, split_ids
     from .inspect import format_summary, read_metrics, run_dir_of, summarize
+    from .loading import load
+    from .runsplit import split_ids
 
     m = load(path)
     if text is None:

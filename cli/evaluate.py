@@ -60,7 +60,8 @@ def eval_cmd(model, file, split, encoding, unknown, as_json, max_bytes):
     the log for the same model; one carried state gives a slightly lower loss on the same text.
     'chars' counts the characters predicted.
     """
-    from charlm.generate import load, run_split
+    from charlm.loading import load
+    from charlm.runsplit import run_split
 
     if (file is None) == (split is None):
         raise UsageError("say what to evaluate: --file FILE or --split val|test (one of them)")
@@ -98,7 +99,7 @@ def score(model, file, encoding, unknown, max_bytes):
     Fields: line (1-based), chars (characters predicted), loss_nats and bpc (null when nothing is
     predicted). Each line starts from a fresh state with a newline as context.
     """
-    from charlm.generate import load
+    from charlm.loading import load
 
     m = load(model)
     lines = read_text(file, encoding, max_bytes).splitlines()

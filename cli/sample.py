@@ -170,7 +170,7 @@ def sample(ctx, model, length, temperature, top_k, top_p, seed, prime, prime_fil
     to stderr. A single sample is streamed in small chunks; with --num-samples N each sample is printed
     when the batch is done.
     """
-    from charlm.generate import load
+    from charlm.loading import load
 
     if prime is not None and prime_file is not None:
         raise UsageError("give either --prime or --prime-file, not both")
