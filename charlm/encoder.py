@@ -11,6 +11,12 @@ direction first reverses each source within its own length (``backend.reverse_se
 the one after reading x_0, as in PyTorch. Backward runs the segments in reverse: the gradient of a segment's
 start state goes to the rows that continue from the segment before, each row's final-state gradient enters
 at its own last step. A batch of one source length is one segment: one cell call per layer and direction.
+GRU and RNN carry no c, so they run the whole padded window in one call instead (``whole``): padding is
+computed but reaches no real output (each direction is causal in its own time order, pads come last), its
+outputs are zeroed, each row's final h is read at its last step and that h's gradient added to the output
+gradient there; the steps after a row's end get zero gradient, so they change nothing. LSTM needs the
+segments: the gradient of its final c must enter at each row's own last step, and the cell contract takes a
+final-state gradient only at the window's end.
 
 Bridge (bidirectional only): the decoder's initial h of layer k is W [h_fwd_k; h_rev_k] + b (bridge.*), its
 c likewise (bridge_c.*, LSTM); unidirectional encoders hand their final states over unchanged.
@@ -49,6 +55,10 @@ class Plan:
         same = bool((order == np.arange(lengths.size)).all())
         return cls(None if same else order, srt, segs)
 
+    def mask(self) -> np.ndarray:
+        """(S, B) real positions (sorted order, cell time order of either direction)."""
+        return (np.arange(self.segments[-1][1])[:, None] < self.lengths[None, :])
+
 
 @dataclass
 class Encoded:
@@ -71,6 +81,7 @@ class Encoder:
         self.names = [[CellWeights(*(f"encoder.{n}_l{k}{sfx}" for n in ("weight_ih", "weight_hh", "bias_ih",
                                                                          "bias_hh"))) for sfx in dirs]
                       for k in range(config.layers)]
+        self.whole = config.cell != "lstm"   # module docstring
         self._ws: dict = {}
         self._scratch: dict = {}
 
@@ -133,8 +144,25 @@ class Encoder:
         if reverse:
             xin = np.empty_like(x)
             self.be.reverse_seq(xin, x, lens)                   # (S, B, I) each source reversed in its length
-        ys = np.zeros((S, B, H), self.dtype)                    # (S, B, H) in the cell's time order
         fh, fc = np.zeros((B, H), self.dtype), np.zeros((B, H), self.dtype)
+        if self.whole:                                          # gru/rnn: one call over the padded window
+            ws = self._workspace(key, S, B, I)
+            self.cell.forward(ws, xin, CellState(fh, fc), w)
+            fh = np.array(ws.hs[lens - 1, np.arange(B)])        # (B, H) each row's own last step
+            ys = ws.hs * plan.mask()[:, :, None]                # (S, B, H) 0 on padding
+            tape = [(ws, xin)]
+        else:
+            ys, tape = self._segments(xin, plan, w, key, fh, fc)
+        if not reverse:
+            return ys, fh, fc, tape
+        y = np.empty_like(ys)
+        self.be.reverse_seq(y, ys, lens)
+        return y, fh, fc, tape
+
+    def _segments(self, xin, plan: Plan, w: CellWeights, key, fh, fc):
+        """LSTM: the rows run segment by segment; fills fh, fc (B, H) -> (ys (S, B, H) cell order, tape)."""
+        S, B, I = xin.shape
+        ys = np.zeros((S, B, self.c.hidden), self.dtype)        # (S, B, H) in the cell's time order
         h, cc = fh, fc                                          # the start state: zeros
         tape = []
         for i, (t0, t1, n) in enumerate(plan.segments):
@@ -148,11 +176,7 @@ class Encoder:
             if hasattr(ws, "cs"):
                 fc[nxt:n] = cc[nxt:n]
             tape.append((ws, xs))
-        if not reverse:
-            return ys, fh, fc, tape
-        y = np.empty_like(ys)
-        self.be.reverse_seq(y, ys, lens)
-        return y, fh, fc, tape
+        return ys, tape
 
     def _run_backward(self, x, plan: Plan, names: CellWeights, tape, dy, dfinal, reverse: bool):
         """dy (S, B, H) (source order), dfinal (dh, dc) (B, H) -> dx (S, B, I); overwrites this direction's
@@ -165,7 +189,27 @@ class Encoder:
             self.be.reverse_seq(dyr, dy, lens)
             dy = dyr
         dfh, dfc = dfinal
-        dx = np.zeros((S, B, I), self.dtype)                    # (S, B, I) cell order; 0 on padding
+        if self.whole:                                          # gru/rnn: the final h's gradient enters dhs
+            ws, xin = tape[0]
+            mask = plan.mask()[:, :, None]
+            dys = dy * mask                                     # (S, B, H)
+            dys[lens - 1, np.arange(B)] += dfh
+            dx, zero = np.empty((S, B, I), self.dtype), np.zeros((B, H), self.dtype)
+            d0 = CellState(np.empty((B, H), self.dtype), np.empty((B, H), self.dtype))
+            self.cell.backward(ws, self._grad_buffers(names, True), dx, d0, xin, dys, CellState(zero, zero))
+            dx *= mask                                          # (already 0: nothing after a row's end is used)
+        else:
+            dx = self._segments_backward(plan, names, tape, dy, dfh, dfc, I)
+        if not reverse:
+            return dx
+        out = np.empty_like(dx)
+        self.be.reverse_seq(out, dx, lens)
+        return out
+
+    def _segments_backward(self, plan: Plan, names: CellWeights, tape, dy, dfh, dfc, I):
+        """LSTM: backward over the segments, last first -> dx (S, B, I) cell order (0 on padding)."""
+        S, B, H = dy.shape
+        dx = np.zeros((S, B, I), self.dtype)
         segs = plan.segments
         one = len(segs) == 1
         gbuf = self._grad_buffers(names, one)
@@ -189,11 +233,7 @@ class Encoder:
                         tot[...] = part
                     else:
                         tot += part
-        if not reverse:
-            return dx
-        out = np.empty_like(dx)
-        self.be.reverse_seq(out, dx, lens)
-        return out
+        return dx
 
     def _bridge(self, finals):
         c, p = self.c, self.p
