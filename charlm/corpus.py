@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import unicodedata
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -59,9 +60,29 @@ def encode_corpus(text: str, tokenizer: CharTokenizer, *, unknown: str | None = 
     return ids
 
 
+class ReadSpec(NamedTuple):
+    """How the sources are read (the options of ``charlm.sources.iter_text``)."""
+
+    encoding: str = "utf-8"
+    errors: str = "strict"          # strict | replace
+    glob: str = "**/*"              # file pattern inside directories
+    stdin: object = None            # a binary stream standing in for '-' (default: sys.stdin)
+    notice: object = None           # callable for notices (binary files skipped, ...)
+    max_bytes: int | None = None    # bound of a stream (stdin, FIFO, device); None = STREAM_LIMIT
+
+
+class VocabSpec(NamedTuple):
+    """How a vocabulary is built from the corpus (``CharTokenizer.from_counts``)."""
+
+    level: str = "char"             # char | byte
+    normalize: str | None = None    # None | NFC
+    min_count: int = 1
+    max_vocab: int | None = None
+    unknown: str = "error"          # beyond max_vocab: error | replace | skip
+
+
 def _read_opts(encoding, errors, glob, stdin, notice, max_bytes=None):
-    return {"encoding": encoding, "errors": errors, "glob": glob, "stdin": stdin, "notice": notice,
-            "max_bytes": max_bytes}
+    return ReadSpec(encoding, errors, glob, stdin, notice, max_bytes)._asdict()
 
 
 def count_sources(sources, *, level: str = "char", normalize: str | None = None, encoding: str = "utf-8",
@@ -85,31 +106,28 @@ def _npy_header(dtype: np.dtype, n: int) -> bytes:
     return head + (d + " " * (128 - 10 - len(d) - 1) + "\n").encode("latin1")
 
 
-def encode_to_file(sources, path, *, tokenizer: CharTokenizer | None = None, level: str = "char",
-                   normalize: str | None = None, min_count: int = 1, max_vocab: int | None = None,
-                   unknown: str = "error", encoding: str = "utf-8", errors: str = "strict",
-                   glob: str = "**/*", stdin=None, notice=None, names: list | None = None,
-                   max_bytes: int | None = None, starts: list | None = None) -> tuple[np.ndarray, CharTokenizer]:
+def encode_to_file(sources, path, *, tokenizer: CharTokenizer | None = None, vocab: VocabSpec = VocabSpec(),
+                   read: ReadSpec = ReadSpec(), names: list | None = None,
+                   starts: list | None = None) -> tuple[np.ndarray, CharTokenizer]:
     """Encode sources into a ``.npy`` file at ``path``; return (read-only memmap (N,), tokenizer).
 
-    Builds the tokenizer in a first streamed pass unless one is given (stdin is spooled
+    Builds the tokenizer (``vocab``) in a first streamed pass unless one is given (stdin is spooled
     to a temporary file so it can be read twice). Peak memory is a few chunks, whatever
     the corpus size. ``names``, if given, receives the label of each source read, and ``starts``
     the id offset where each source begins (exact; with ``normalize`` a source's last partial line
     may count toward the next one).
     """
-    opts = _read_opts(encoding, errors, glob, stdin, notice, max_bytes)
+    opts = read._asdict()
     if starts is not None and names is None:
         names = []
-    expanded = expand_sources(sources, glob=glob, encoding=encoding, stdin=stdin, notice=notice,
-                              max_bytes=max_bytes)
-    temps = spool_stdin(expanded, encoding) if tokenizer is None else []
+    expanded = expand_sources(sources, glob=read.glob, encoding=read.encoding, stdin=read.stdin,
+                              notice=read.notice, max_bytes=read.max_bytes)
+    temps = spool_stdin(expanded, read.encoding) if tokenizer is None else []
     built, names = tokenizer is None, [] if names is None else names
     try:
         if tokenizer is None:
-            counts, _ = count_sources(None, level=level, normalize=normalize, _expanded=expanded, **opts)
-            tokenizer = CharTokenizer.from_counts(counts, level=level, normalize=normalize,
-                                                  min_count=min_count, max_vocab=max_vocab, unknown=unknown)
+            counts, _ = count_sources(None, level=vocab.level, normalize=vocab.normalize, _expanded=expanded, **opts)
+            tokenizer = CharTokenizer.from_counts(counts, **vocab._asdict())
         dtype = ids_dtype(len(tokenizer))
         path = Path(path)
         try:
@@ -167,22 +185,17 @@ def _write_ids(path: Path, dtype, chunks, tokenizer: CharTokenizer, names=None, 
                 pass
 
 
-def load_ids(sources, *, out=None, tokenizer: CharTokenizer | None = None, level: str = "char",
-             normalize: str | None = None, min_count: int = 1, max_vocab: int | None = None,
-             unknown: str = "error", encoding: str = "utf-8", errors: str = "strict", glob: str = "**/*",
-             stdin=None, notice=None, max_bytes: int | None = None,
-             starts: list | None = None) -> tuple[np.ndarray, CharTokenizer, list[str]]:
+def load_ids(sources, *, out=None, tokenizer: CharTokenizer | None = None, vocab: VocabSpec = VocabSpec(),
+             read: ReadSpec = ReadSpec(), starts: list | None = None) -> tuple[np.ndarray, CharTokenizer, list[str]]:
     """(ids (N,), tokenizer, source labels): in memory, or memory-mapped at ``out`` if given.
     ``starts`` (with ``out``) receives the id offset where each source begins."""
-    tok_opts = {"level": level, "normalize": normalize, "min_count": min_count, "max_vocab": max_vocab,
-                "unknown": unknown}
     if out is not None:
         names: list[str] = []
-        ids, tok = encode_to_file(sources, out, tokenizer=tokenizer, names=names, starts=starts, **tok_opts,
-                                  **_read_opts(encoding, errors, glob, stdin, notice, max_bytes))
+        ids, tok = encode_to_file(sources, out, tokenizer=tokenizer, vocab=vocab, read=read, names=names,
+                                  starts=starts)
         return ids, tok, names
-    corpus = read_sources(sources, **_read_opts(encoding, errors, glob, stdin, notice, max_bytes))
-    tok = tokenizer or CharTokenizer.from_text(corpus.text, **tok_opts)
+    corpus = read_sources(sources, **read._asdict())
+    tok = tokenizer or CharTokenizer.from_text(corpus.text, **vocab._asdict())
     return encode_corpus(corpus.text, tok), tok, corpus.names
 
 

@@ -73,7 +73,7 @@ def run_split(run_dir, split: str, tokenizer, notice: Callable | None = None) ->
             enc = with_policy(tokenizer, data.get("unknown", "error"))
             try:
                 ids, _, _ = corpus.load_ids(sources, out=os.path.join(tmp, rundir.IDS), tokenizer=enc,
-                                            notice=notice, starts=starts, **opts)
+                                            read=corpus.ReadSpec(notice=notice, **opts), starts=starts)
             except UnknownSymbolsError:
                 raise UsageError(changed) from None
             if want is not None and corpus.fingerprint(ids) != want:

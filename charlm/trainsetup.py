@@ -243,11 +243,10 @@ def build_data(spec: RunSpec, *, notice) -> RunData:
     else:
         # encoded once into RUN_DIR/ids.npy and memory-mapped, so a large corpus never sits in RAM as text
         try:
-            ids, built, _ = corpus.load_ids(list(d.sources), out=ids_path, tokenizer=enc,
-                                            level=d.level, normalize=d.normalize,
-                                            max_vocab=d.vocab_cap if capped else None,
-                                            unknown="replace" if capped else "error", stdin=stdin,
-                                            starts=starts, **read)
+            vocab = corpus.VocabSpec(level=d.level, normalize=d.normalize, max_vocab=d.vocab_cap if capped else None,
+                                     unknown="replace" if capped else "error")
+            ids, built, _ = corpus.load_ids(list(d.sources), out=ids_path, tokenizer=enc, vocab=vocab,
+                                            read=corpus.ReadSpec(stdin=stdin, **read), starts=starts)
         except UnknownSymbolsError as e:
             if not spec.resumed:
                 raise

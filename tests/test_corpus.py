@@ -8,7 +8,9 @@ import pytest
 
 from charlm import sources
 from charlm.corpus import (
+    ReadSpec,
     Streams,
+    VocabSpec,
     count_sources,
     encode_corpus,
     encode_to_file,
@@ -174,7 +176,7 @@ def test_encode_to_file_streams_like_memory(tmp_path, small_chunks, normalize):
     text = ("cafe\u0301 안녕 😀 " * 7 + "\n") * 5 + "e" + "\u0301" * 3
     write(tmp_path / "d" / "a.txt", text[:40])
     write(tmp_path / "d" / "b.txt", text[40:])
-    ids, tok = encode_to_file([str(tmp_path / "d")], tmp_path / "ids.npy", normalize=normalize)
+    ids, tok = encode_to_file([str(tmp_path / "d")], tmp_path / "ids.npy", vocab=VocabSpec(normalize=normalize))
     assert isinstance(ids, np.memmap) and not ids.flags.writeable
     assert tok == CharTokenizer.from_text(text, normalize=normalize)
     assert np.array_equal(ids, encode_corpus(text, tok)) and ids.dtype == np.uint8
@@ -184,7 +186,7 @@ def test_encode_to_file_streams_like_memory(tmp_path, small_chunks, normalize):
 
 def test_encode_to_file_reads_stdin_twice_and_reuses_a_tokenizer(tmp_path):
     names = []
-    ids, tok = encode_to_file(["-", "hello"], tmp_path / "x.npy", stdin=io.BytesIO(b"abc "), names=names)
+    ids, tok = encode_to_file(["-", "hello"], tmp_path / "x.npy", read=ReadSpec(stdin=io.BytesIO(b"abc ")), names=names)
     assert tok.decode(ids) == "abc hello! world\n" and names == ["<stdin>", "corpus:hello"]
     ids2, tok2 = encode_to_file(["hello"], tmp_path / "y.npy", tokenizer=tok)
     assert tok2 is tok and tok.decode(ids2) == "hello! world\n"
