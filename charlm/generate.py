@@ -136,20 +136,16 @@ class Model:
         return np.array([index.get(s, rid) for s in syms], dtype=np.int32)
 
     # ------------------------------------------------------------------ sampling
-    def iter_sample(self, length: int = 500, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                    seed: int | None = None, prime: str = "", num_samples: int = 1, stop: Iterable[str] = (),
-                    unknown: str = "error", echo_prime: bool = True,
-                    notice: Callable | None = None) -> Iterator[list[str]]:
-        """Yield lists of ``num_samples`` new text pieces ("" for a finished sample) as they are made."""
+    def iter_sample(self, config: SampleConfig | None = None, *, prime: str = "", unknown: str = "error",
+                    echo_prime: bool = True, notice: Callable | None = None, **options) -> Iterator[list[str]]:
+        """Yield lists of ``num_samples`` new text pieces ("" for a finished sample) as they are made.
+
+        How to draw: a ``SampleConfig``, or its fields as keywords (``length=500, temperature=1.0,
+        top_k=0, top_p=1.0, seed=None, num_samples=1, stop=()``; keywords win over ``config``).
+        ``stop`` may be one string."""
         from .backends.cpu import sample as kernels
 
-        stop = (stop,) if isinstance(stop, str) else tuple(stop)
-        cfg = SampleConfig(length=length, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                           num_samples=num_samples, stop=stop)
-        if any(not isinstance(s, str) or not s for s in cfg.stop):
-            raise UsageError("--stop needs a non-empty string")
-        if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
-            raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
+        cfg = _sample_config(config, options)
         from .memory import check_sampling
 
         ids = self.encode_prime(prime, unknown, notice)
@@ -191,14 +187,15 @@ class Model:
                 pieces.append(text)
             yield pieces
 
-    def sample(self, length: int = 500, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-               seed: int | None = None, prime: str = "", num_samples: int = 1, stop: Iterable[str] = (),
-               unknown: str = "error", echo_prime: bool = True, stream: Callable | None = None,
-               notice: Callable | None = None) -> str | list[str]:
-        """Generated text (one str, or a list when num_samples > 1); ``stream(index, text)`` sees pieces."""
+    def sample(self, config: SampleConfig | None = None, *, prime: str = "", unknown: str = "error",
+               echo_prime: bool = True, stream: Callable | None = None, notice: Callable | None = None,
+               **options) -> str | list[str]:
+        """Generated text (one str, or a list when num_samples > 1); ``stream(index, text)`` sees pieces.
+        Options as ``iter_sample``'s (a ``SampleConfig`` or its fields as keywords)."""
+        cfg = _sample_config(config, options)
+        num_samples = cfg.num_samples
         parts: list[list[str]] = [[] for _ in range(num_samples)]
-        for pieces in self.iter_sample(length, temperature, top_k, top_p, seed, prime, num_samples, stop,
-                                       unknown, echo_prime, notice):
+        for pieces in self.iter_sample(cfg, prime=prime, unknown=unknown, echo_prime=echo_prime, notice=notice):
             for b, text in enumerate(pieces):
                 if text:
                     parts[b].append(text)
@@ -290,6 +287,23 @@ class Model:
     def score(self, text: str, *, unknown: str = "error") -> list[dict]:
         """``score_lines`` over the lines of ``text``."""
         return list(self.score_lines(text.splitlines(), unknown=unknown))
+
+
+def _sample_config(config: SampleConfig | None, options: dict) -> SampleConfig:
+    """``config`` with ``options`` (SampleConfig's field names) applied; the checks a sample needs."""
+    base = (config or SampleConfig()).to_dict()
+    unknown = sorted(set(options) - set(base))
+    if unknown:
+        raise TypeError(f"unexpected sampling option(s): {', '.join(unknown)}")
+    stop = options.get("stop", base["stop"])
+    options["stop"] = (stop,) if isinstance(stop, str) else tuple(stop)
+    cfg = SampleConfig(**{**base, **options})
+    if any(not isinstance(s, str) or not s for s in cfg.stop):
+        raise UsageError("--stop needs a non-empty string")
+    seed = cfg.seed
+    if seed is not None and (not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
+    return cfg
 
 
 def _metrics(total: float, n: int) -> dict:

@@ -10,7 +10,7 @@ from reference import model as refmodel
 from reference import sample as refsample
 
 from charlm import checkpoint, generate
-from charlm.config import ModelConfig
+from charlm.config import ModelConfig, SampleConfig
 from charlm.errors import UsageError
 from charlm.generate import load
 from charlm.model import CharLM
@@ -65,6 +65,15 @@ def test_argmax_cycle_prime_and_echo(abc):
     assert abc.sample(length=5, temperature=0, prime="cab") == "cab" + "c\nabc"
     assert abc.sample(length=5, temperature=0, prime="cab", echo_prime=False) == "c\nabc"
     assert abc.sample(length=3, temperature=0.5, top_k=1, num_samples=3, seed=1) == ["abc"] * 3
+
+
+def test_sampling_options_as_a_config_or_keywords(lstm):
+    cfg = SampleConfig(length=40, temperature=0.7, top_k=5, seed=3, stop=("e",))
+    assert lstm.sample(cfg, prime="th") == lstm.sample(length=40, temperature=0.7, top_k=5, seed=3, stop="e",
+                                                        prime="th")
+    assert lstm.sample(cfg, seed=4) == lstm.sample(length=40, temperature=0.7, top_k=5, seed=4, stop=["e"])
+    with pytest.raises(TypeError, match="lenght"):
+        lstm.sample(lenght=5)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 64])
