@@ -15,7 +15,9 @@ Measured (Zen 5, 1 thread, median GFLOP/s, this micro-kernel / OpenBLAS 0.3.30 a
 environment configured it, Haswell kernels): 32x128 @ 128x256 (S step) 238 / 85;
 64x256 @ 256x512 (M step) 171 / 74; 64x512 @ 512x1024 144 / 100. Alternatives dropped: the
 same tile written as scalar Numba code (LLVM's SLP vectorizer left it scalar: 3 GFLOP/s), and
-the tile accumulated in memory (a load and a store per FMA).
+the tile accumulated in memory (a load and a store per FMA); for the weight gradients (K = T*B),
+packing each K block of both operands first (GotoBLAS style, KC 64-256): 92-127 GFLOP/s against
+115-123 reading them in place (64x256 per thread, K 6400), so they are read in place.
 
     gemm(ta, M, N, K, A, ia, lda, B, ib, ldb, beta, C, ic, ldc)
         C[M x N] = op(A)[M x K] @ B[K x N] + beta * C,   beta 0 or 1
@@ -58,7 +60,7 @@ VW = _vector_width()
 MR = 4  # rows of a tile
 NV = 4  # vectors per tile row
 NR = NV * VW  # columns of a tile
-KC = 512  # K block
+KC = 256  # K block
 
 
 def _tile(mr, masked):
@@ -264,3 +266,4 @@ def gemm_packed(ta, M, N, K, A, ia, lda, P, ip, beta, C, ic, ldc):
                     _row(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, P, b0, NR, kc, acc, nv)
                 else:
                     _row_edge(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, P, b0, NR, kc, acc, nv)
+
