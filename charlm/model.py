@@ -27,7 +27,7 @@ import numpy as np
 from .backends import CellState
 from .config import ModelConfig
 from .heads import StepSoftmax
-from .layers import Batch, Dense, Dropout, Embedding, OneHot, Recurrent
+from .layers import Batch, Dense, Dropout, EmbeddingRecurrent, OneHot, Recurrent
 from .models.base import Params
 
 
@@ -55,11 +55,13 @@ def count_params(config: ModelConfig) -> int:
 def build_layers(config: ModelConfig) -> tuple[list, list]:
     """(all layers in order, the recurrent ones) of a CharLM."""
     c = config
-    layers = [Embedding("embed", c.vocab_size, c.embed) if c.embed > 0 else OneHot(c.vocab_size)]
     relu = c.cell == "rnn" and c.nonlinearity == "relu"
-    rec = []
+    layers, rec = [] if c.embed > 0 else [OneHot(c.vocab_size)], []
     for k in range(c.layers):
-        rec.append(Recurrent("rnn", c.cell, c.input_size if k == 0 else c.hidden, c.hidden, index=k, relu=relu))
+        if k == 0 and c.embed > 0:  # the embedding folded into layer 0's input projection where the cell can
+            rec.append(EmbeddingRecurrent("embed", c.vocab_size, c.embed, "rnn", c.cell, c.hidden, relu=relu))
+        else:
+            rec.append(Recurrent("rnn", c.cell, c.input_size if k == 0 else c.hidden, c.hidden, index=k, relu=relu))
         layers.append(rec[-1])
         if k < c.layers - 1 and c.dropout > 0:
             layers.append(Dropout(c.dropout, c.hidden))

@@ -137,3 +137,55 @@ class Bidirectional(Layer):
         dxb = self.bwd.backward(buf["dyb"], batch)
         self.be.add(buf["dx"], dxf, dxb)
         return buf["dx"]  # (T, B, I)
+
+
+class EmbeddingRecurrent(Recurrent):
+    """ids (T, B) -> y (T, B, H): Embedding then a forward Recurrent (layer 0 of the char LM) as
+    one layer, so the embedding can be folded into the input projection (``backends.cpu.fold``:
+    a (V, G*H) table per window instead of a T*B-row GEMM, and no dx). Cells that cannot fold
+    (``FOLDS`` false: the CUDA backend) run the two layers one after the other. Parameters: the
+    Embedding's ``{embed_prefix}.weight`` (V, E) first, then the Recurrent's, as before."""
+
+    def __init__(self, embed_prefix: str, vocab: int, dim: int, prefix: str, cell: str, hidden: int, *,
+                 relu: bool = False):
+        from .embed import Embedding
+
+        super().__init__(prefix, cell, dim, hidden, index=0, relu=relu)
+        self.embed = Embedding(embed_prefix, vocab, dim)
+
+    def shapes(self):
+        return {**self.embed.shapes(), **super().shapes()}
+
+    def init(self, views, rng):
+        self.embed.init(views, rng)
+        super().init(views, rng)
+
+    def bind(self, backend, dtype, params, grads):
+        super().bind(backend, dtype, params, grads)
+        self.embed.bind(backend, dtype, params, grads)
+        self.folds = bool(getattr(self.cell, "FOLDS", False))
+        if self.folds:
+            self._scratch = self.cell.fold_alloc(self.embed.vocab, self.inputs, self.gates * self.hidden, self.dtype)
+
+    def forward(self, ids, batch: Batch, state0: CellState | None = None):
+        if not self.folds:
+            return super().forward(self.embed.forward(ids, batch), batch, state0)
+        buf = self._buf = self.buffers(batch, self._make)
+        if state0 is None:
+            state0 = CellState(buf["zero"], buf["zero"])
+        tab, dtab = self._scratch[:2]
+        demb = self.g[self.embed.name]  # (V, E): backward writes the embedding's gradient here
+        self._x = self.cell.Folded(ids, self.p[self.embed.name], tab, dtab, demb)
+        self.cell.forward(buf["ws"], self._x, state0, self.w)
+        return buf["ws"].hs  # (T, B, H)
+
+    def backward(self, dy, batch: Batch, dstateT: CellState | None = None):
+        if not self.folds:
+            self.embed.backward(super().backward(dy, batch, dstateT), batch)
+            return None
+        buf = self._buf
+        if dstateT is None:
+            dstateT = CellState(buf["zero"], buf["zero"])
+        self.cell.backward(buf["ws"], self.dw, buf["dx"], buf["dstate0"], self._x, dy, dstateT)
+        self.dstate0 = buf["dstate0"]
+        return None

@@ -35,11 +35,14 @@ import numpy as np
 from numba import prange
 
 from . import tile
+from .fold import Folded  # noqa: F401  (re-exported: the cell's folded-input type)
+from .fold import alloc as fold_alloc  # noqa: F401
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
-from .recurrent import pack_weights, packed, permute_rows, project, split, weight_grads
+from .recurrent import backward_weights, input_projection, pack_weights, packed, permute_rows, split
 from .threads import by_workspace, governed, width
 
+FOLDS = True  # forward/backward accept a fold.Folded as x (the embedding folded in)
 G = 4
 _ONE = np.float32(1.0)
 
@@ -244,9 +247,9 @@ def forward(ws, x, state0, w):
     permute_rows(ws.wp_ih, w.w_ih, G, nc)
     permute_rows(ws.wp_hh, w.w_hh, G, nc)
     permute_rows(ws.bp[1], ws.bp[0], G, nc)
-    pk = packed(ws.pk, nc, G, x.shape[2], H, ws.gp.dtype)
+    pk = packed(ws.pk, nc, G, w.w_ih.shape[1], H, ws.gp.dtype)
     pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.wp_ih, ws.wp_hh, G, nc)
-    project(ws.gp, x, pk.ih, width())
+    input_projection(ws.gp, x, pk, width())
     lstm_forward(ws.h, ws.c, ws.gp, state0.h, state0.c, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0], nc)
 
 
@@ -264,5 +267,4 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     pk = ws.pk[0]
     lstm_backward(dstate0.h, dstate0.c, ws.dgp, ws.dbs, ws.dh, ws.dc, ws.c, ws.gp, pk.dh, int(pk.strides[1]), dhs,
                   dstateT.h, dstateT.c, nc)
-    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, ws.dwp_ih, ws.dwp_hh, ws.dgp, ws.dgp, ws.dbs, x, ws.h, pk.dx,
-                 G, nc)
+    backward_weights(g, dx, ws.dwp_ih, ws.dwp_hh, (ws.dgp, ws.dgp), ws.dbs, x, ws.h, pk, G, nc)

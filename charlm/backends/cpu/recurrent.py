@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
-from . import tile
+from . import fold, tile
 from .jit import kernel
 from .threads import width
 
@@ -151,20 +151,23 @@ def weight_grads(
     pdx,  # Packed.dx: panels of wp_ih
     G,  # gates
     nc,  # unit chunks used by the loop (the permutation): one per thread
+    with_x,  # False: dx and dwp_ih are the caller's (a folded embedding, see ``fold``); x is not read
 ):
     T, B, GH = dzi.shape
-    I = x.shape[2]
+    I = dw_ih.shape[1]
     H = GH // G
     N = T * B
     for k in prange(nc):  # chunk k: rows of dx, and its G*hk permuted rows of dW (then in PyTorch order)
         n0 = k * N // nc
         n1 = (k + 1) * N // nc
-        tile.gemm_packed(False, n1 - n0, I, GH, dzi, n0 * GH, GH, pdx, 0, 0, dx, n0 * I, I)
+        if with_x:
+            tile.gemm_packed(False, n1 - n0, I, GH, dzi, n0 * GH, GH, pdx, 0, 0, dx, n0 * I, I)
         u0 = k * H // nc
         u1 = (k + 1) * H // nc
         hk = u1 - u0
         p0 = G * u0
-        tile.gemm(True, G * hk, I, N, dzi, p0, GH, x, 0, I, 0, dwp_ih, p0 * I, I)
+        if with_x:
+            tile.gemm(True, G * hk, I, N, dzi, p0, GH, x, 0, I, 0, dwp_ih, p0 * I, I)
         tile.gemm(True, G * hk, H, N, dzh, p0, GH, h, 0, H, 0, dwp_hh, p0 * H, H)
         for g in range(G):
             for u in range(hk):
@@ -180,3 +183,24 @@ def weight_grads(
                 a, b = dw_hh[dst], dwp_hh[src]  # (H,)
                 for col in range(H):
                     a[col] = b[col]
+
+
+def input_projection(z, x, pk, nt):
+    """z (T, B, G*H) = x @ W_ih^T in permuted order, for x (T, B, I) or a ``fold.Folded``."""
+    if isinstance(x, fold.Folded):
+        fold.table(x.tab, x.emb, pk.ih)
+        fold.gather(z, x.ids, x.tab, nt)
+    else:
+        project(z, x, pk.ih, nt)
+
+
+def backward_weights(g, dx, dwp_ih, dwp_hh, dz, dbs, x, h, pk, G, nc):
+    """``weight_grads`` after BPTT, for x (T, B, I) or a ``fold.Folded`` (then x.demb receives
+    the embedding's gradient and dx is not written). g: CellWeights of the gradients; dz: (dzi, dzh)."""
+    dzi, dzh = dz
+    if isinstance(x, fold.Folded):
+        fold.scatter(x.dtab, x.ids, dzi, width())
+        fold.input_grads(dwp_ih, x.demb, x.dtab, x.emb, pk.dx)
+        weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, h, dwp_ih, dwp_hh, dzi, dzh, dbs, h, h, pk.dx, G, nc, False)
+    else:
+        weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, dwp_ih, dwp_hh, dzi, dzh, dbs, x, h, pk.dx, G, nc, True)

@@ -32,11 +32,14 @@ import numpy as np
 from numba import prange
 
 from . import tile
+from .fold import Folded  # noqa: F401  (re-exported: the cell's folded-input type)
+from .fold import alloc as fold_alloc  # noqa: F401
 from .jit import kernel
 from .mathf import tanh_f
-from .recurrent import pack_weights, packed, project, split, weight_grads
+from .recurrent import backward_weights, input_projection, pack_weights, packed, split
 from .threads import by_workspace, governed, width
 
+FOLDS = True  # forward/backward accept a fold.Folded as x (the embedding folded in)
 G = 1
 _ONE = np.float32(1.0)
 _ZERO = np.float32(0.0)
@@ -175,9 +178,9 @@ def forward(ws, x, state0, w):
     np.copyto(ws.w_ih, w.w_ih)
     np.copyto(ws.w_hh, w.w_hh)
     np.copyto(ws.h[0], h0)  # first: h0 may alias h[T] (carried state), which the projection overwrites
-    pk = packed(ws.pk, nc, G, x.shape[2], h0.shape[1], ws.h.dtype)
+    pk = packed(ws.pk, nc, G, w.w_ih.shape[1], h0.shape[1], ws.h.dtype)
     pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.w_ih, ws.w_hh, G, nc)
-    project(ws.hs, x, pk.ih, width())
+    input_projection(ws.hs, x, pk, width())
     rnn_forward(ws.h, pk.hh, int(pk.strides[0]), ws.bias, ws.relu, nc)
 
 
@@ -194,6 +197,6 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     g = grads
     pk = ws.pk[0]
     rnn_backward(dstate0.h, ws.dz, ws.dbs, ws.dh, ws.h, pk.dh, int(pk.strides[1]), dhs, dstateT.h, ws.relu, nc)
-    weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, g.w_ih, g.w_hh, ws.dz, ws.dz, ws.dbs, x, ws.h, pk.dx, G, nc)
+    backward_weights(g, dx, g.w_ih, g.w_hh, (ws.dz, ws.dz), ws.dbs, x, ws.h, pk, G, nc)
     if dstate0.c is not None:
         dstate0.c.fill(0)
