@@ -68,9 +68,43 @@ def fsync_dir(directory) -> None:
         os.close(fd)
 
 
+def is_special(path) -> bool:
+    """Whether ``path`` itself (not a link's target) is a device, FIFO or socket: a file that is written
+    in place, never replaced (replacing ``-o /dev/null`` would put a regular file where the device was)."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def open_in_place(path):
+    """A binary file object writing to the device or FIFO ``path`` (``is_special``). A FIFO nobody reads
+    is refused at once (``UsageError``) instead of blocking forever."""
+    try:
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise UsageError(f"{os.fspath(path)} is a FIFO that nobody reads: start its reader first, "
+                             "or write to a regular file") from None
+        raise
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "wb")
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Replace ``path`` by ``data`` atomically; ``CharlmError`` (path, reason, fix) on any OS error."""
+    """Replace ``path`` by ``data`` atomically; ``CharlmError`` (path, reason, fix) on any OS error.
+    A device or FIFO (``is_special``) is written in place instead: it cannot be replaced."""
     path = Path(path)
+    if is_special(path):
+        try:
+            with open_in_place(path) as f:
+                f.write(data)
+        except OSError as exc:
+            raise os_error("write", path, exc) from exc
+        return
     directory = path.parent
     view = memoryview(data).cast("B")
     tmp = None

@@ -83,12 +83,17 @@ class _Sink:
         self.output, self.tmp, self.file = output, None, None
         if output:
             from charlm.rundir import check_output_path
+            from charlm.safefile import is_special, open_in_place
 
             check_output_path(output, model)
             folder = os.path.dirname(os.path.abspath(output))
             try:
-                fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".tmp", dir=folder)
-                self.file = os.fdopen(fd, "wb")
+                if is_special(output):   # /dev/null, a FIFO: written in place, never replaced by a file
+                    self.file = open_in_place(output)
+                else:
+                    fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".tmp",
+                                                    dir=folder)
+                    self.file = os.fdopen(fd, "wb")
             except OSError as e:
                 raise UsageError(f"cannot write --output {output}: {e.strerror}") from None
         self.stream = self.file or getattr(sys.stdout, "buffer", None) or _TextAsBytes(sys.stdout)
@@ -96,8 +101,13 @@ class _Sink:
 
     def write(self, text: str) -> None:
         if text:
-            self.stream.write(text.encode("utf-8", "replace"))
-            self.stream.flush()
+            try:
+                self.stream.write(text.encode("utf-8", "replace"))
+                self.stream.flush()
+            except OSError as e:
+                if self.file is None:
+                    raise   # stdout: the CLI's handler words it
+                raise UsageError(f"cannot write --output {self.output}: {e.strerror}") from None
             self.last = text[-1]
 
     def close(self, ok: bool = True) -> None:
@@ -107,7 +117,7 @@ class _Sink:
             return
         try:
             self.file.close()
-            if ok:
+            if ok and self.tmp is not None:   # None: a device or FIFO written in place
                 os.chmod(self.tmp, 0o666 & ~_umask())
                 os.replace(self.tmp, self.output)
                 self.tmp = None

@@ -199,6 +199,53 @@ def test_sample_output_is_written_atomically(trained, tmp_path, monkeypatch):
     assert len(out.read_text()) == 20
 
 
+def _read_fifo(path, got):
+    import threading
+
+    def reader():
+        with open(path, "rb") as f:
+            got.append(f.read())
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    return t
+
+
+def test_output_to_a_fifo_or_device_is_written_in_place(trained, tmp_path):
+    """`sample -o /dev/null` (a FIFO here) must never put a regular file where the device or FIFO was."""
+    import stat
+    import time
+
+    from charlm.safefile import atomic_write_bytes
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    r = run("sample", trained, "--length", "5", "--seed", "1", "-o", fifo)   # nobody reads it yet
+    assert_clean_error(r, 2, "is a FIFO that nobody reads", "start its reader first")
+    got = []
+    t = _read_fifo(fifo, got)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:   # wait until the reader has opened its end
+        r = run("sample", trained, "--length", "5", "--seed", "1", "--no-echo-prime", "-o", fifo)
+        if r.exit_code == 0 or "nobody reads" not in r.stderr:
+            break
+        time.sleep(0.05)
+    assert r.exit_code == 0, r.output
+    t.join(60)
+    assert len(got[0].decode("utf-8")) == 5 and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    got.clear()
+    t = _read_fifo(fifo, got)
+    while time.monotonic() < deadline:
+        try:
+            atomic_write_bytes(fifo, b"report")
+            break
+        except UsageError:
+            time.sleep(0.05)
+    t.join(60)
+    assert got == [b"report"] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
+
+
 # ---------------------------------------------------------------- item 8: failed encodes leave no temp file
 
 
