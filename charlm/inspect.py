@@ -123,6 +123,8 @@ def model_summary(config: ModelConfig, *, keras: bool = False, reset_after: bool
 def read_metrics(run_dir) -> list[dict] | None:
     """The records of RUN_DIR/metrics.jsonl (unreadable lines skipped), or None if there is no such file."""
     path = os.path.join(os.fspath(run_dir), rundir.METRICS)
+    if err := rundir.special_error(path):   # a FIFO would block, /dev/zero never end
+        raise err
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.readlines()

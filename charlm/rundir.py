@@ -101,7 +101,8 @@ def check_fresh(run_dir, *, resumable: bool = True) -> None:
 
 
 def refuse_links(run_dir) -> None:
-    """``UsageError`` if a run file in ``run_dir`` is a symbolic link (charlm never writes through one)."""
+    """``UsageError`` if a run file in ``run_dir`` is a symbolic link (charlm never writes through one),
+    or a FIFO or device (``special_error``: reading or appending to it would block or never end)."""
     try:
         names = os.listdir(run_dir)
     except OSError:
@@ -111,6 +112,23 @@ def refuse_links(run_dir) -> None:
         if is_run_file(name) and os.path.islink(p):
             raise UsageError(f"{p} is a symbolic link (to {os.readlink(p)}); charlm never writes through links "
                              "inside a run directory: replace it with a regular file, or remove it")
+        if is_run_file(name) and name != LOCK and (err := special_error(p)):
+            raise err
+
+
+def special_error(path) -> UsageError | None:
+    """The error for a run file that is a FIFO, device or socket (charlm only ever writes regular files
+    there; reading one would block or never end), else None. Links are followed: ``-> /dev/zero`` too."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return UsageError(f"{path} is {kind}, not a file charlm wrote: remove it (or restore the run's own file)")
 
 
 def link_error(path) -> UsageError:

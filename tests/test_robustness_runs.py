@@ -148,6 +148,23 @@ def test_resume_refuses_a_symlinked_run_file(trained, tmp_path, name):
     assert elsewhere.read_bytes() == content
 
 
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_run_file_that_is_a_fifo_or_device_is_refused(trained, kind):
+    """RUN/metrics.jsonl as a FIFO (or a link to /dev/zero) hung `info` and `train --resume`."""
+    p = trained / rundir.METRICS
+    os.unlink(p)
+    if kind == "fifo":
+        os.mkfifo(p)
+    elif os.path.exists("/dev/zero"):
+        os.symlink("/dev/zero", p)
+    else:
+        pytest.skip("no /dev/zero")
+    what = "a FIFO" if kind == "fifo" else "a device"
+    assert_clean_error(run("info", trained), 2, f"{p} is {what}, not a file charlm wrote", "remove it")
+    r = run("train", "--resume", trained, "--max-steps", "4")
+    assert_clean_error(r, 2, str(p), "remove it" if kind == "fifo" else "symbolic link")
+
+
 # ---------------------------------------------------------------- item 4: outputs that are files of the run
 
 
