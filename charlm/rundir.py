@@ -238,3 +238,14 @@ def refuse_run_files(out, command: str = "charlm import") -> None:
     if names:
         raise UsageError(f"--out {out} already holds files of a run ({_shown(names)}); {command} never "
                          "overwrites a run: choose another --out")
+
+
+def refuse_inside(out, data) -> None:
+    """``UsageError`` if the new run directory ``out`` would sit inside the data directory ``data``: its own
+    files would be read as data (a label sub-directory, a text file) by every later command on ``data``."""
+    if not os.path.isdir(data):
+        return
+    inner = os.path.realpath(out) + os.sep
+    if inner.startswith(os.path.realpath(data) + os.sep):
+        raise UsageError(f"--out {out} is inside the data directory {data}: the run's own files would be read "
+                         "as data next time; choose an --out outside it")

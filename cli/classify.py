@@ -33,6 +33,7 @@ def train_cmd(data, pool, head, **kw):
     from charlm import labeled, rundir, seqtrain
 
     model, train, max_len, out = split_kwargs(kw)
+    rundir.refuse_inside(out, data)
     rundir.check_fresh(out, resumable=False)   # before reading DATA; decided again under the lock
     examples = labeled.read_labeled(data)
     cfg = {"task": "classify", "vocab_size": 0, "num_labels": 0, "pool": pool, "head": head, **model}

@@ -40,6 +40,7 @@ def train_cmd(data, task, **kw):
     from charlm import labeled, rundir, seqtrain
 
     model, train, max_len, out = split_kwargs(kw)
+    rundir.refuse_inside(out, data)
     rundir.check_fresh(out, resumable=False)   # before reading DATA; decided again under the lock
     if task:
         text = labeled.read_plain(data, notice=notice)

@@ -284,3 +284,17 @@ def test_import_beside_user_files_and_under_the_lock(state_dict_file, tmp_path):
     r = run("import", sd, "--cell", "lstm", "--tokenizer", tok, "--out", d)
     assert r.exit_code == 0, r.output
     assert (d / rundir.MODEL).exists() and (d / "state.pt").read_bytes() == b"the user's own file"
+
+
+@pytest.mark.parametrize("cmd", ["classify", "tag"])
+def test_out_inside_the_data_directory_is_refused(tmp_path, cmd):
+    """A run inside a directory of labelled (or plain) texts would be read as data by every later command."""
+    lab = tmp_path / "lab"
+    for label in ("pos", "neg"):
+        (lab / label).mkdir(parents=True)
+        for i in range(6):
+            (lab / label / f"{i}.txt").write_text(f"{label} text number {i}\n", encoding="utf-8")
+    argv = (["classify", "train", lab] if cmd == "classify" else ["tag", "train", lab, "--task", "spaces"])
+    r = run(*argv, "--out", lab / "run", *TINY)
+    assert_clean_error(r, 2, f"--out {lab / 'run'} is inside the data directory {lab}", "outside it")
+    assert sorted(os.listdir(lab)) == ["neg", "pos"]
