@@ -249,7 +249,11 @@ def summarize(path, *, keras: bool = False, reset_after: bool = True) -> dict:
     if meta["model_config"].get("task") in ("classify", "tag"):
         from .models.sequence import SeqConfig
 
-        config = SeqConfig.from_dict(meta["model_config"])
+        try:
+            config = SeqConfig.from_dict(meta["model_config"])
+        except (UsageError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{resolve_model_path(path)}: bad model_config ({e}); "
+                                  "the file is corrupt or foreign") from None
         table = seq_layers(config, keras=keras, reset_after=reset_after)
         extra = meta.get("extra") or {}
         return {"path": str(resolve_model_path(path)),

@@ -295,7 +295,9 @@ def load(path) -> Translator:
     sd, meta = load_model(path)
     where = resolve_model_path(path)
     if not is_seq2seq(meta):
-        raise UsageError(f"{where} is a language model, not a seq2seq model: train one with charlm seq2seq train")
+        task = meta["model_config"].get("task") if isinstance(meta.get("model_config"), dict) else None
+        what = f"a {task} model" if task in ("classify", "tag") else "a language model"
+        raise UsageError(f"{where} is {what}, not a seq2seq model: train one with charlm seq2seq train")
     try:
         cfg = dict(meta["model_config"])
         cfg.pop("task")

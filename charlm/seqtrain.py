@@ -27,8 +27,8 @@ import numpy as np
 
 from . import checkpoint, rundir
 from .config import TrainConfig
-from .errors import UsageError
-from .labeled import PAD, CharVocab, apply_tags, check_labels, stratified_split
+from .errors import CheckpointError, UsageError
+from .labeled import PAD, TAG_TASKS, CharVocab, apply_tags, check_labels, stratified_split
 from .models.sequence import SeqConfig, SeqModel
 from .optim import Optimizer
 from .safefile import append_line, fresh_run
@@ -194,16 +194,42 @@ def _fit(model, opt, rng, out: Path, d: _Data, tc: TrainConfig, max_len, task_na
 
 
 def load(run) -> tuple[SeqModel, CharVocab, list[str], dict]:
-    """(model, vocab, labels, extra) of a classify/tag run directory or model file."""
+    """(model, vocab, labels, extra) of a classify/tag run directory or model file; metadata that is not
+    what ``train`` writes (a damaged or foreign file) is a ``CheckpointError`` naming it, not a traceback."""
     sd, meta = checkpoint.load_model(run)
     cd = meta["model_config"]
-    if cd.get("task") not in ("classify", "tag"):
-        raise UsageError(f"{run} is not a classify or tag run (it is a {cd.get('task', 'language model')}); "
-                         "use charlm sample / charlm eval for language models")
-    model = SeqModel(SeqConfig.from_dict(cd))
+    task = cd.get("task") if isinstance(cd, dict) else None
+    if task not in ("classify", "tag"):
+        use = "charlm seq2seq translate" if task == "seq2seq" else "charlm sample / charlm eval for language models"
+        raise UsageError(f"{run} is not a classify or tag run (it is a {task or 'language model'}); use {use}")
+    try:
+        config = SeqConfig.from_dict(cd)
+        vocab, labels, extra = _checked_meta(meta, config)
+    except (UsageError, TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{checkpoint.resolve_model_path(run)}: bad {task} metadata ({e}); the file is "
+                              "corrupt or foreign: retrain, or use another file") from None
+    model = SeqModel(config)
     model.load_state_dict(sd)
-    extra = meta.get("extra") or {}
-    return model, CharVocab.from_dict(meta["tokenizer"]), list(extra["labels"]), extra
+    return model, vocab, labels, extra
+
+
+def _checked_meta(meta: dict, config: SeqConfig) -> tuple[CharVocab, list[str], dict]:
+    tok, extra = meta.get("tokenizer"), meta.get("extra")
+    chars = tok.get("chars") if isinstance(tok, dict) else None
+    if not (isinstance(chars, list) and all(isinstance(c, str) and len(c) == 1 for c in chars)
+            and len(set(chars)) == len(chars) and len(chars) + 2 == config.vocab_size):
+        raise ValueError(f"the vocabulary is not {config.vocab_size - 2} distinct characters")
+    extra = dict(extra) if isinstance(extra, dict) else {}
+    labels = extra.get("labels")
+    if not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)
+            and len(set(labels)) == len(labels) == config.num_labels):
+        raise ValueError(f"the labels are not {config.num_labels} distinct strings")
+    max_len = extra.setdefault("max_len", 200)
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+        raise ValueError(f"max_len {max_len!r} is not a positive whole number")
+    if extra.get("task_name") not in (None, *TAG_TASKS):
+        raise ValueError(f"unknown built-in task {extra.get('task_name')!r}")
+    return CharVocab.from_dict(tok), labels, extra
 
 
 def predict(model: SeqModel, vocab: CharVocab, labels, texts, max_len: int, batch_size: int = 64):

@@ -298,3 +298,37 @@ def test_out_inside_the_data_directory_is_refused(tmp_path, cmd):
     r = run(*argv, "--out", lab / "run", *TINY)
     assert_clean_error(r, 2, f"--out {lab / 'run'} is inside the data directory {lab}", "outside it")
     assert sorted(os.listdir(lab)) == ["neg", "pos"]
+
+
+@pytest.mark.parametrize("damage", ["no labels", "labels a string", "labels not strings", "too few labels",
+                                    "tokenizer without chars", "hidden a string", "max_len a string"])
+def test_damaged_classifier_metadata_is_one_line(data, tmp_path, damage):
+    """A classify/tag model file whose metadata is not what training writes: a clean error, no traceback."""
+    from charlm import checkpoint
+
+    d = tmp_path / "run"
+    assert run(*args("classify", data, d)).exit_code == 0
+    sd, meta = checkpoint.load_model(d)
+    mc, tok, extra = dict(meta["model_config"]), meta["tokenizer"], dict(meta["extra"])
+    if damage == "no labels":
+        del extra["labels"]
+    elif damage == "labels a string":
+        extra["labels"] = "abc"
+    elif damage == "labels not strings":
+        extra["labels"] = list(range(len(extra["labels"])))
+    elif damage == "too few labels":
+        extra["labels"] = extra["labels"][:1]
+    elif damage == "tokenizer without chars":
+        tok = {"kind": "labeled-chars"}
+    elif damage == "hidden a string":
+        mc["hidden"] = "big"
+    else:
+        extra["max_len"] = "long"
+    bad = tmp_path / "bad" / rundir.MODEL
+    bad.parent.mkdir()
+    checkpoint.save_model(bad, sd, model_config=mc, tokenizer=tok, extra=extra)
+    for argv in (["classify", "predict", bad.parent, "abc"], ["classify", "eval", bad.parent, data / "d.tsv"],
+                 ["tag", bad.parent, "abc"]):
+        assert_clean_error(run(*argv), 1, "bad classify metadata", "corrupt or foreign")
+    r = run("info", bad.parent)
+    assert r.exit_code in (0, 1) and "Traceback" not in r.output
