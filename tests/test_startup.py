@@ -19,12 +19,12 @@ import os
 out["scipy_blas_threads"] = [i["num_threads"] for i in threadpool_info()  # SciPy's own copy (scipy.libs/)
                              if i["user_api"] == "blas"
                              and os.path.basename(os.path.dirname(i["filepath"])).lower().startswith("scipy")]
-from charlm.backends.cpu.recurrent import project
+from charlm.backends.cpu.linear import linear_forward
 rng = np.random.default_rng(0)
-x = rng.standard_normal((3, 4, 5)).astype(np.float32)
+x = rng.standard_normal((12, 5)).astype(np.float32)
 w = rng.standard_normal((6, 5)).astype(np.float32)
-z = np.empty((3, 4, 6), np.float32)
-project(z, x, w, 2)
+z = np.empty((12, 6), np.float32)
+linear_forward(z, x, w, np.zeros(6, np.float32))  # the head's GEMM: SciPy's BLAS through blas.gemm
 out["gemm_error"] = float(np.abs(z - x @ w.T).max())
 import scipy.linalg
 import scipy.linalg.cython_blas as cb

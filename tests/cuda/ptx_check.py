@@ -46,7 +46,7 @@ def kernels(f):
         ("sgd", optim._sgd, (v, v, v, f, f, f, B)),
         ("rmsprop", optim._rmsprop, (v, v, v, v) + (f,) * 5 + (B,)),
         ("lstm_gates", lstm._gates_step, (m, m, m, m, v, v)), ("lstm_dgates", lstm._dgates_step, (m,) * 7),
-        ("gru_gates", gru._gates_step, (m,) * 5 + (v, v)), ("gru_dgates", gru._dgates_step, (m,) * 6),
+        ("gru_gates", gru._gates_step, (m,) * 5 + (v, v)), ("gru_dgates", gru._dgates_step, (m,) * 7),
         ("rnn_act", rnn._act_step, (m, v, v, B)), ("rnn_dz", rnn._dz_step, (m, m, m, m, B)),
     ]
     for mode in (reduce.SUM, reduce.SUMSQ, reduce.NONFINITE):
