@@ -38,9 +38,9 @@ def check_gemm(dtype, packed, rng):
         if packed:
             P = np.full(3 + tile.panels(K, N) + 4, np.nan, dtype)
             tile.pack(P, 3, embed(B, N + 5, 2, np.nan), 2, N + 5, K, N, False)
-            tile.gemm_packed(ta, M, N, K, Ab, 5, lda, P, 3, beta, Cb, 4, ldc)
+            tile.gemm_packed(ta, (M, N, K), (Ab, 5, lda), (P, 3), beta, (Cb, 4, ldc))
         else:
-            tile.gemm(ta, M, N, K, Ab, 5, lda, embed(B, N + 5, 2, np.nan), 2, N + 5, beta, Cb, 4, ldc)
+            tile.gemm(ta, (M, N, K), (Ab, 5, lda), (embed(B, N + 5, 2, np.nan), 2, N + 5), beta, (Cb, 4, ldc))
         want = (A.T if ta else A) @ B + (C if beta else 0)
         got = Cb[4:4 + M * ldc].reshape(M, ldc)
         tol = (2e-5 if dtype == np.float32 else 1e-12) * max(1, K)

@@ -54,7 +54,7 @@ def table(
 ):
     V, GH = tab.shape
     E = emb.shape[1]
-    tile.gemm_packed(False, V, GH, E, emb, 0, E, ih, 0, 0, tab, 0, GH)
+    tile.gemm_packed(False, (V, GH, E), (emb, 0, E), (ih, 0), 0, (tab, 0, GH))
 
 
 @kernel(parallel=True)
@@ -109,5 +109,5 @@ def input_grads(
 ):
     V, GH = dtab.shape
     E = emb.shape[1]
-    tile.gemm(True, GH, E, V, dtab, 0, GH, emb, 0, E, 0, dwp_ih, 0, E)
-    tile.gemm_packed(False, V, E, GH, dtab, 0, GH, pdx, 0, 0, demb, 0, E)
+    tile.gemm(True, (GH, E, V), (dtab, 0, GH), (emb, 0, E), 0, (dwp_ih, 0, E))
+    tile.gemm_packed(False, (V, E, GH), (dtab, 0, GH), (pdx, 0), 0, (demb, 0, E))

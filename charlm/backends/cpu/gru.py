@@ -96,7 +96,7 @@ def _fwd_units(
     T, B, H3 = gp.shape
     H = H3 // 3
     hk = u1 - u0
-    tile.gemm_packed(False, B, 3 * hk, H, h, t * B * H, H, hh, ip, 0, hw, 3 * u0, H3)
+    tile.gemm_packed(False, (B, 3 * hk, H), (h, t * B * H, H), (hh, ip), 0, (hw, 3 * u0, H3))
     bb = bp[3 * u0:3 * u1]  # (3hk,)
     br, bz, bin_ = bb[:hk], bb[hk:2 * hk], bb[2 * hk:]  # (hk,) each
     bhn = b_hh[2 * H + u0:2 * H + u1]  # (hk,)
@@ -160,7 +160,7 @@ def _bwd_units(
     H = H3 // 3
     hk = u1 - u0
     if t < T - 1:  # dh_t = z * dh_{t+1} + dgh_{t+1} W_hh for this chunk's units
-        tile.gemm_packed(False, B, hk, H3, dgh, (t + 1) * B * H3, H3, dhp, ip, 1, dh, u0, H)
+        tile.gemm_packed(False, (B, hk, H3), (dgh, (t + 1) * B * H3, H3), (dhp, ip), 1, (dh, u0, H))
     si, sh = dbs[0, 3 * u0:3 * u1], dbs[1, 3 * u0:3 * u1]  # (3hk,) each
     sir, siz, sin_, shn = si[:hk], si[hk:2 * hk], si[2 * hk:], sh[2 * hk:]  # (hk,) each
     for b in range(B):  # 1-D views indexed by j only, as in the forward
@@ -219,7 +219,7 @@ def gru_backward(
             _bwd_units(dgi, gp, dgh, dbs, dh, h, hn, dhp, k * dstride, dhs, t, k * H // nc, (k + 1) * H // nc)
     for k in range(nc):  # dh0 = z * dh_0 + dgh_0 W_hh
         u0 = k * H // nc
-        tile.gemm_packed(False, B, (k + 1) * H // nc - u0, H3, dgh, 0, H3, dhp, k * dstride, 1, dh, u0, H)
+        tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H3), (dgh, 0, H3), (dhp, k * dstride), 1, (dh, u0, H))
     for b in range(B):
         for j in range(H):
             dh0[b, j] = dh[b, j]

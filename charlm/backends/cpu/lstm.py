@@ -108,7 +108,7 @@ def _fwd_units(
     T, B, H4 = gp.shape
     H = H4 // 4
     hk = u1 - u0
-    tile.gemm_packed(False, B, 4 * hk, H, h, t * B * H, H, hh, ip, 1, gp, t * B * H4 + 4 * u0, H4)
+    tile.gemm_packed(False, (B, 4 * hk, H), (h, t * B * H, H), (hh, ip), 1, (gp, t * B * H4 + 4 * u0, H4))
     bb = bp[4 * u0:4 * u1]  # (4hk,)
     bi, bf, bg, bo = bb[:hk], bb[hk:2 * hk], bb[2 * hk:3 * hk], bb[3 * hk:]  # (hk,) each
     for b in range(B):  # 1-D row slices per gate block: LLVM then vectorizes the j loop
@@ -225,11 +225,12 @@ def lstm_backward(
             u0 = k * H // nc
             u1 = (k + 1) * H // nc
             if t < T - 1:  # dh_t = dz_{t+1} W_hh for this chunk's units (dz_{t+1} of every chunk is ready)
-                tile.gemm_packed(False, B, u1 - u0, H4, dgp, (t + 1) * B * H4, H4, dhp, k * dstride, 0, dh, u0, H)
+                tile.gemm_packed(False, (B, u1 - u0, H4), (dgp, (t + 1) * B * H4, H4), (dhp, k * dstride), 0,
+                                 (dh, u0, H))
             _bwd_gates(dgp, dbs[0], dh, dc, c, gp, dhs, t, u0, u1)
     for k in range(nc):  # dh0 = dz_0 W_hh
         u0 = k * H // nc
-        tile.gemm_packed(False, B, (k + 1) * H // nc - u0, H4, dgp, 0, H4, dhp, k * dstride, 0, dh0, u0, H)
+        tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H4), (dgp, 0, H4), (dhp, k * dstride), 0, (dh0, u0, H))
     for b in range(B):
         for j in range(H):
             dc0[b, j] = dc[b, j]

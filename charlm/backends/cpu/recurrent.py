@@ -131,7 +131,7 @@ def project(
     for c in prange(nc):
         n0 = c * N // nc
         n1 = (c + 1) * N // nc
-        tile.gemm_packed(False, n1 - n0, GH, I, x, n0 * I, I, ih, 0, 0, z, n0 * GH, GH)
+        tile.gemm_packed(False, (n1 - n0, GH, I), (x, n0 * I, I), (ih, 0), 0, (z, n0 * GH, GH))
 
 
 @kernel(parallel=True)
@@ -161,14 +161,14 @@ def weight_grads(
         n0 = k * N // nc
         n1 = (k + 1) * N // nc
         if with_x:
-            tile.gemm_packed(False, n1 - n0, I, GH, dzi, n0 * GH, GH, pdx, 0, 0, dx, n0 * I, I)
+            tile.gemm_packed(False, (n1 - n0, I, GH), (dzi, n0 * GH, GH), (pdx, 0), 0, (dx, n0 * I, I))
         u0 = k * H // nc
         u1 = (k + 1) * H // nc
         hk = u1 - u0
         p0 = G * u0
         if with_x:
-            tile.gemm(True, G * hk, I, N, dzi, p0, GH, x, 0, I, 0, dwp_ih, p0 * I, I)
-        tile.gemm(True, G * hk, H, N, dzh, p0, GH, h, 0, H, 0, dwp_hh, p0 * H, H)
+            tile.gemm(True, (G * hk, I, N), (dzi, p0, GH), (x, 0, I), 0, (dwp_ih, p0 * I, I))
+        tile.gemm(True, (G * hk, H, N), (dzh, p0, GH), (h, 0, H), 0, (dwp_hh, p0 * H, H))
         for g in range(G):
             for u in range(hk):
                 src = p0 + g * hk + u

@@ -79,7 +79,7 @@ def _fwd_units(
     B = h.shape[1]
     H = h.shape[2]
     hk = u1 - u0
-    tile.gemm_packed(False, B, hk, H, h, t * B * H, H, hh, ip, 1, h, ((t + 1) * B) * H + u0, H)
+    tile.gemm_packed(False, (B, hk, H), (h, t * B * H, H), (hh, ip), 1, (h, ((t + 1) * B) * H + u0, H))
     bb = bias[u0:u1]  # (hk,)
     for b in range(B):  # 1-D row slices: LLVM then vectorizes the j loop
         hn = h[t + 1, b, u0:u1]  # (hk,)
@@ -122,7 +122,7 @@ def _bwd_units(
     T, B, H = dz.shape
     hk = u1 - u0
     if t < T - 1:  # dh_t = dz_{t+1} W_hh for this chunk's units
-        tile.gemm_packed(False, B, hk, H, dz, (t + 1) * B * H, H, dhp, ip, 0, dh, u0, H)
+        tile.gemm_packed(False, (B, hk, H), (dz, (t + 1) * B * H, H), (dhp, ip), 0, (dh, u0, H))
     sb = dbs[u0:u1]  # (hk,)
     for b in range(B):
         hn, dzb, dht, dhb = h[t + 1, b, u0:u1], dz[t, b, u0:u1], dhs[t, b, u0:u1], dh[b, u0:u1]  # (hk,)
@@ -163,7 +163,7 @@ def rnn_backward(
             _bwd_units(dz, dbs[0], dh, h, dhp, k * dstride, dhs, relu, t, k * H // nc, (k + 1) * H // nc)
     for k in range(nc):  # dh0 = dz_0 W_hh
         u0 = k * H // nc
-        tile.gemm_packed(False, B, (k + 1) * H // nc - u0, H, dz, 0, H, dhp, k * dstride, 0, dh0, u0, H)
+        tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H), (dz, 0, H), (dhp, k * dstride), 0, (dh0, u0, H))
     for k in range(H):
         dbs[1, k] = dbs[0, k]
 

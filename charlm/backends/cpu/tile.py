@@ -19,7 +19,8 @@ the tile accumulated in memory (a load and a store per FMA); for the weight grad
 packing each K block of both operands first (GotoBLAS style, KC 64-256): 92-127 GFLOP/s against
 115-123 reading them in place (64x256 per thread, K 6400), so they are read in place.
 
-    gemm(ta, M, N, K, A, ia, lda, B, ib, ldb, beta, C, ic, ldc)
+    gemm(ta, (M, N, K), (A, ia, lda), (B, ib, ldb), beta, (C, ic, ldc))
+    gemm_packed(ta, (M, N, K), (A, ia, lda), (P, ip), beta, (C, ic, ldc))     B as ``pack`` wrote it
         C[M x N] = op(A)[M x K] @ B[K x N] + beta * C,   beta 0 or 1
         row-major throughout; op(A) = A (A[ia + i*lda + k]) or, with ta, A^T (A[ia + k*lda + i]);
         B[k, j] = B[ib + k*ldb + j]; C[i, j] = C[ic + i*ldc + j].
@@ -191,27 +192,41 @@ _row_edge = _tile(1, True)
 
 
 @kernel
-def gemm(ta, M, N, K, A, ia, lda, B, ib, ldb, beta, C, ic, ldc):
-    """C[M x N] = op(A) @ B + beta * C (beta 0 or 1); see the module docstring."""
+def _product(ta, mnk, a, B, bpos, beta, c):
+    """The tile loops of ``gemm`` and ``gemm_packed``: B's tile for panel p and K block k0 starts at
+    b0 + k0*krow + p*pstep with rows ldb apart; bpos = (b0, ldb, krow, pstep)."""
+    M, N, K = mnk
+    A, ia, lda = a
+    C, ic, ldc = c
+    b0, ldb, krow, pstep = bpos
     sai, sak = (1, lda) if ta else (lda, 1)
     M4 = M - M % MR
     for k0 in range(0, max(K, 1), KC):
         kc = min(KC, K - k0)
         acc = 1 if (k0 > 0 or beta != 0) else 0
         a0 = ia + k0 * sak
-        b0 = ib + k0 * ldb
-        for j0 in range(0, N, NR):
+        for p in range(-(-N // NR)):
+            j0 = p * NR
             nv = min(NR, N - j0)
+            bt = b0 + k0 * krow + p * pstep
             for i0 in range(0, M4, MR):
                 if nv == NR:
-                    _full(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, B, b0 + j0, ldb, kc, acc, nv)
+                    _full(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, B, bt, ldb, kc, acc, nv)
                 else:
-                    _full_edge(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, B, b0 + j0, ldb, kc, acc, nv)
+                    _full_edge(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, B, bt, ldb, kc, acc, nv)
             for i in range(M4, M):
                 if nv == NR:
-                    _row(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, B, b0 + j0, ldb, kc, acc, nv)
+                    _row(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, B, bt, ldb, kc, acc, nv)
                 else:
-                    _row_edge(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, B, b0 + j0, ldb, kc, acc, nv)
+                    _row_edge(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, B, bt, ldb, kc, acc, nv)
+
+
+@kernel
+def gemm(ta, mnk, a, b, beta, c):
+    """C[M x N] = op(A) @ B + beta * C (beta 0 or 1), B read in place; see the module docstring.
+    mnk = (M, N, K); a = (A, ia, lda), b = (B, ib, ldb), c = (C, ic, ldc)."""
+    B, ib, ldb = b
+    _product(ta, mnk, a, B, (ib, ldb, ldb, NR), beta, c)
 
 
 def panels(K, N):
@@ -241,29 +256,10 @@ def pack(P, ip, B, ib, ldb, K, N, tb):
 
 
 @kernel
-def gemm_packed(ta, M, N, K, A, ia, lda, P, ip, beta, C, ic, ldc):
-    """C[M x N] = op(A) @ B + beta * C with B given as ``pack`` wrote it at P[ip:] (beta 0 or 1).
+def gemm_packed(ta, mnk, a, p, beta, c):
+    """C[M x N] = op(A) @ B + beta * C with B given as ``pack`` wrote it: p = (P, ip) (beta 0 or 1).
 
     Each panel (K x NR, contiguous) is read once per row tile from cache, never from a strided
     layout (a row stride of a multiple of 4 KB put every row of a panel in the same L1 sets)."""
-    sai, sak = (1, lda) if ta else (lda, 1)
-    M4 = M - M % MR
-    for k0 in range(0, max(K, 1), KC):
-        kc = min(KC, K - k0)
-        acc = 1 if (k0 > 0 or beta != 0) else 0
-        a0 = ia + k0 * sak
-        for p in range(-(-N // NR)):
-            j0 = p * NR
-            nv = min(NR, N - j0)
-            b0 = ip + (p * K + k0) * NR
-            for i0 in range(0, M4, MR):
-                if nv == NR:
-                    _full(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, P, b0, NR, kc, acc, nv)
-                else:
-                    _full_edge(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, P, b0, NR, kc, acc, nv)
-            for i in range(M4, M):
-                if nv == NR:
-                    _row(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, P, b0, NR, kc, acc, nv)
-                else:
-                    _row_edge(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, P, b0, NR, kc, acc, nv)
-
+    P, ip = p
+    _product(ta, mnk, a, P, (ip, NR, NR, mnk[2] * NR), beta, c)
