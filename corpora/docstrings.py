@@ -14,14 +14,8 @@ characters of varied English sentences, enough for a word-spacing tagger to gene
 from __future__ import annotations
 
 import ast
-import hashlib
-import os
 import re
-import sys
-import sysconfig
 from pathlib import Path
-
-from charlm.errors import UsageError
 
 from . import stdlib
 
@@ -78,25 +72,8 @@ def build(root: Path, max_bytes: int = MAX_BYTES) -> tuple[str, int]:
 
 def get(max_bytes: int = MAX_BYTES, notice=None, root=None) -> str:
     """The cached docstrings corpus, building it on first use."""
-    root = Path(root or sysconfig.get_paths()["stdlib"])
-    if not root.is_dir():
-        raise UsageError(f"the standard library directory {root} does not exist: this Python installation "
-                         "has no .py sources; train on your own text instead")
-    key = hashlib.sha256(f"{FORMAT}|{root.resolve()}|{sys.version}|{max_bytes}".encode()).hexdigest()[:16]
-    cache = stdlib.cache_dir() / f"docstrings-py{sys.version_info[0]}{sys.version_info[1]}-{key}.txt"
-    if cache.is_file():
-        return cache.read_text(encoding="utf-8")
-    text, n = build(root, max_bytes)
-    if not text:
-        raise UsageError(f"no prose docstrings under {root} (max_bytes={max_bytes}): train on your own text instead")
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, cache)
-        where = f"cached at {cache}"
-    except OSError as e:
-        where = f"not cached ({e.strerror}; set CHARLM_CACHE_DIR to a writable directory)"
-    if notice:
-        notice(f"corpus docstrings: {n} paragraphs, {len(text) / 1e3:.0f}K characters from {root}; {where}")
-    return text
+    root = stdlib.stdlib_root(root)
+    return stdlib.cached("docstrings", FORMAT, max_bytes, root, build, notice=notice,
+                         empty=f"no prose docstrings under {root} (max_bytes={max_bytes}): "
+                               "train on your own text instead",
+                         describe=lambda n, text: f"{n} paragraphs, {len(text) / 1e3:.0f}K characters")

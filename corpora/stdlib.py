@@ -66,20 +66,26 @@ def build(root: Path, max_bytes: int = MAX_BYTES) -> tuple[str, int]:
     return "".join(parts), len(parts)
 
 
-def get(max_bytes: int = MAX_BYTES, notice=None, root=None) -> str:
-    """The cached stdlib corpus, building it on first use."""
+def stdlib_root(root=None) -> Path:
+    """The standard library's source directory (or ``root``); a usage error when it is missing."""
     root = Path(root or sysconfig.get_paths()["stdlib"])
     if not root.is_dir():
         raise UsageError(f"the standard library directory {root} does not exist: this Python installation "
                          "has no .py sources; train on your own text instead")
-    key = hashlib.sha256(f"{FORMAT}|{root.resolve()}|{sys.version}|{max_bytes}".encode()).hexdigest()[:16]
-    cache = cache_dir() / f"stdlib-py{sys.version_info[0]}{sys.version_info[1]}-{key}.txt"
+    return root
+
+
+def cached(name: str, fmt: int, max_bytes: int, root: Path, build, *, empty: str, describe, notice=None) -> str:
+    """A corpus built from ``root`` by ``build(root, max_bytes) -> (text, count)``, cached per user,
+    Python version and settings (written atomically; not cached when the directory is unwritable).
+    ``empty``: the usage error when nothing usable was found; ``describe(count, text)``: the notice."""
+    key = hashlib.sha256(f"{fmt}|{root.resolve()}|{sys.version}|{max_bytes}".encode()).hexdigest()[:16]
+    cache = cache_dir() / f"{name}-py{sys.version_info[0]}{sys.version_info[1]}-{key}.txt"
     if cache.is_file():
         return cache.read_text(encoding="utf-8")
-    text, n_files = build(root, max_bytes)
+    text, count = build(root, max_bytes)
     if not text.strip():
-        raise UsageError(f"no usable .py files under {root} (max_bytes={max_bytes}): raise max_bytes, "
-                         "e.g. stdlib:max_bytes=5000000, or train on your own text")
+        raise UsageError(empty)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".tmp{os.getpid()}")
@@ -89,5 +95,14 @@ def get(max_bytes: int = MAX_BYTES, notice=None, root=None) -> str:
     except OSError as e:
         where = f"not cached ({e.strerror}; set CHARLM_CACHE_DIR to a writable directory)"
     if notice:
-        notice(f"corpus stdlib: {n_files} files, {len(text) / 1e6:.1f}M characters from {root}; {where}")
+        notice(f"corpus {name}: {describe(count, text)} from {root}; {where}")
     return text
+
+
+def get(max_bytes: int = MAX_BYTES, notice=None, root=None) -> str:
+    """The cached stdlib corpus, building it on first use."""
+    root = stdlib_root(root)
+    return cached("stdlib", FORMAT, max_bytes, root, build, notice=notice,
+                  empty=f"no usable .py files under {root} (max_bytes={max_bytes}): raise max_bytes, "
+                        "e.g. stdlib:max_bytes=5000000, or train on your own text",
+                  describe=lambda n, text: f"{n} files, {len(text) / 1e6:.1f}M characters")
