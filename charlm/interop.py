@@ -194,7 +194,7 @@ def import_state_dict(state_path, *, cell: str, tokenizer, out, nonlinearity: st
     except OSError as e:
         raise UsageError(f"cannot create {out}: {e.strerror}; check the path and its permissions") from None
     source = os.path.abspath(os.fspath(state_path))
-    with RunLock(out):   # a trainer or another import cannot write here meanwhile
+    with RunLock(out, "charlm import"):   # a trainer or another import cannot write here meanwhile
         rundir.refuse_run_files(out)
         save_model(out / MODEL_NAME, sd, model_config=config.to_dict(), tokenizer=tok.to_dict(),
                    extra={"imported_from": source, "converted_to_float32": converted})

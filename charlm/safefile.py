@@ -165,14 +165,16 @@ def check_writable_dir(path) -> Path:
 
 
 class RunLock:
-    """Exclusive use of a run directory by one ``charlm train`` (``with RunLock(run_dir): ...``).
+    """Exclusive use of a run directory by one command (``with RunLock(run_dir, "charlm import"): ...``).
 
-    Non-blocking: a second holder, in this or another process, gets ``CharlmError`` naming the pid
-    of the first. The lock file is left in place on release (removing it would race with a waiter).
+    Non-blocking: a second holder, in this or another process, gets ``CharlmError`` naming the command
+    and pid of the first (the lock file holds "PID COMMAND"). The lock file is left in place on release
+    (removing it would race with a waiter).
     """
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir, holder: str = "charlm train"):
         self.run_dir = Path(run_dir)
+        self.holder = holder
         self.path = self.run_dir / LOCK_NAME
         self._fd: int | None = None
 
@@ -188,19 +190,19 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
-                holder = _read_pid(fd)
+                pid, what = _read_holder(fd)
                 os.close(fd)
                 if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                     raise CharlmError(
-                        f"run directory {self.run_dir} is in use by another charlm train (pid {holder}); "
+                        f"run directory {self.run_dir} is in use by another {what} (pid {pid}); "
                         "wait for it or choose another --out"
                     ) from None
                 raise os_error("lock", self.path, exc) from exc
         try:
             os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
+            os.write(fd, f"{os.getpid()} {self.holder}\n".encode())
         except OSError:
-            pass  # the pid only feeds the error message of a second trainer
+            pass  # the pid only feeds the error message of a second holder
         self._fd = fd
         if fcntl is not None:  # we are the only writer now: nobody else can own these
             remove_stale_temps(self.run_dir)
@@ -225,7 +227,7 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def fresh_run(out, names=(rundir.METRICS, rundir.MODEL, rundir.CONFIG)):
+def fresh_run(out, names=(rundir.METRICS, rundir.MODEL, rundir.CONFIG), holder: str = "charlm train"):
     """``with fresh_run(out): ...`` for a trainer that writes a new run and has no ``--resume``.
 
     The ``charlm train`` rules: ``out`` must be missing or empty, it is checked again under the run lock
@@ -237,7 +239,7 @@ def fresh_run(out, names=(rundir.METRICS, rundir.MODEL, rundir.CONFIG)):
     rundir.check_fresh(out, resumable=False)
     created = rundir.make_run_dir(out)
     check_writable_dir(out)
-    with RunLock(out), _sigterm_exits():
+    with RunLock(out, holder), _sigterm_exits():
         rundir.check_under_lock(out, fresh=True, resumable=False)
         try:
             yield out
@@ -294,9 +296,12 @@ def remove_stale_temps(directory) -> list[str]:
     return removed
 
 
-def _read_pid(fd: int) -> str:
+def _read_holder(fd: int) -> tuple[str, str]:
+    """(pid, command) from a lock file: "PID COMMAND" (an older charlm wrote the pid alone, for train)."""
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
     except OSError:
-        return "unknown"
-    return text if text.isdigit() else "unknown"
+        text = ""
+    pid, _, what = text.partition(" ")
+    what = what.strip() if what.strip().startswith("charlm ") and what.strip().isprintable() else "charlm train"
+    return (pid if pid.isdigit() else "unknown"), what

@@ -118,7 +118,7 @@ def split_pairs(pairs, val_frac: float, seed: int):
 def train(pairs_spec: str, out: str | None, model: dict, train_cfg: Seq2SeqTrainConfig,
           notice: Callable | None = None, pairs=None) -> Translator:
     """Train on PAIRS (a file or a built-in task; or ``pairs`` given directly); write ``out`` when given."""
-    with fresh_run(out) if out is not None else nullcontext(), cores(train_cfg.threads):
+    with fresh_run(out, holder="charlm seq2seq train") if out is not None else nullcontext(), cores(train_cfg.threads):
         return _train(pairs_spec, out, model, train_cfg, notice, pairs)   # an empty ``out``, under its lock
 
 

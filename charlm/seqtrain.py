@@ -139,7 +139,8 @@ def train(examples, config: SeqConfig | dict, *, out, train: TrainConfig | dict 
     model = SeqModel(cfg, seed=tc.seed, device=tc.device if tc.device != "auto" else "cpu")
     opt = Optimizer(tc.replace(lr_schedule="constant"), model)
     rng = np.random.default_rng(tc.seed + 1)
-    with fresh_run(out) as out:   # charlm train's rules: an empty --out, decided under the lock
+    # charlm train's rules: an empty --out, decided under the lock
+    with fresh_run(out, holder=f"charlm {task} train") as out:
         return _fit(model, opt, rng, out, _Data(task, cfg, vocab, labels, seqs, targets, tr, va),
                     tc, max_len, task_name, notice)
 

@@ -502,6 +502,15 @@ def test_run_lock_in_process(tmp_path):
         pass
 
 
+def test_run_lock_names_the_holding_command(tmp_path):
+    with safefile.RunLock(tmp_path, "charlm import"):
+        with pytest.raises(CharlmError, match=f"in use by another charlm import \\(pid {os.getpid()}\\)"):
+            safefile.RunLock(tmp_path).acquire()
+    (tmp_path / safefile.LOCK_NAME).write_text("123\n")  # an older charlm's lock file: the pid alone
+    with open(tmp_path / safefile.LOCK_NAME) as f:
+        assert safefile._read_holder(f.fileno()) == ("123", "charlm train")
+
+
 def test_run_lock_across_processes_and_kill_9(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
@@ -515,7 +524,7 @@ def test_run_lock_across_processes_and_kill_9(tmp_path):
         proc.wait(timeout=10)
         with safefile.RunLock(tmp_path) as lock:
             assert lock.locked
-            assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
+            assert (tmp_path / ".lock").read_text().strip() == f"{os.getpid()} charlm train"
     finally:
         if proc.poll() is None:
             proc.kill()

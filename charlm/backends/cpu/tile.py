@@ -5,11 +5,11 @@ Why not BLAS: OpenBLAS packs op(B) into panels on every call, which for the recu
 as the product; and it runs whatever kernel its core detection (or ``OPENBLAS_CORETYPE``) picks,
 which on some machines is narrower than the CPU (seen: AVX2 kernels on an AVX-512 Zen 5).
 This module's micro-kernel is LLVM IR built for the CPU Numba compiles for: an MR x NR tile of C
-held in vector registers (MR = 4 rows, NR = 4 vectors of the machine's width: 64 floats with
-AVX-512, 32 with AVX2) while it streams K: per k, NR/VW vector loads of B's row k, MR scalar
-broadcasts of A, MR*NR/VW fused multiply-adds. B is read where it lies (row-major, row stride
-ldb): the weights it multiplies are stored transposed once per window by the callers, so there
-is no packing at all, and each thread's weight columns stay in its own L2 across the T steps.
+held in vector registers (MR = 4 rows, NR = NV vectors of the machine's width: 4 x 16 = 64
+floats with AVX-512's 32 registers, 3 x 8 = 24 with AVX2's 16) while it streams K: per k, NV
+vector loads of B's row k, MR scalar broadcasts of A, MR*NV fused multiply-adds. B is read where
+it lies (row-major, row stride ldb), or from panels that ``pack`` wrote once per window; each
+thread's weight columns stay in its own L2 across the T steps.
 
 Measured (Zen 5, 1 thread, median GFLOP/s, this micro-kernel / OpenBLAS 0.3.30 as the
 environment configured it, Haswell kernels): 32x128 @ 128x256 (S step) 238 / 85;
@@ -42,24 +42,29 @@ from numba.extending import intrinsic
 from .jit import kernel
 
 
-def _vector_width() -> int:
-    """float32 lanes of the widest vectors of the CPU Numba compiles for (16, 8 or 4)."""
+def _vector_width() -> tuple[int, int]:
+    """(float32 lanes of the widest vectors, vector registers) of the CPU Numba compiles for:
+    (16, 32) with AVX-512, (8, 16) with AVX2 + FMA, (4, 16) otherwise."""
     feats = numba.config.CPU_FEATURES
     if feats is None:
         if numba.config.CPU_NAME:  # a named target without features (e.g. 'generic' for portable caches)
-            return 4
+            return 4, 16
         feats = llb.get_host_cpu_features().flatten()
     on = {f[1:] for f in str(feats).split(",") if f.startswith("+")}
     if "avx512f" in on:
-        return 16
+        return 16, 32
     if "avx2" in on and "fma" in on:
-        return 8
-    return 4
+        return 8, 16
+    return 4, 16
 
 
-VW = _vector_width()
+VW, REGISTERS = _vector_width()
 MR = 4  # rows of a tile
-NV = 4  # vectors per tile row
+# Vectors per tile row: MR*NV accumulators + NV vectors of B + 1 broadcast of A must fit in the
+# registers, or LLVM spills accumulators to the stack inside the K loop. With 16 registers (AVX2),
+# 4x4 spilled: 31-34 GFLOP/s against 67-84 for 4x3 (Zen 3, 1 thread, the shapes of the module
+# docstring; 4x2 63-75, 6x2 54-74, 3x4 30-34, OpenBLAS 60-73).
+NV = 4 if REGISTERS >= 32 else 3
 NR = NV * VW  # columns of a tile
 KC = 256  # K block
 
@@ -221,12 +226,15 @@ def _product(ta, mnk, a, B, bpos, beta, c):
                     _row_edge(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, B, bt, ldb, kc, acc, nv)
 
 
-@kernel
+@kernel(inline="always")
 def gemm(ta, mnk, a, b, beta, c):
     """C[M x N] = op(A) @ B + beta * C (beta 0 or 1), B read in place; see the module docstring.
-    mnk = (M, N, K); a = (A, ia, lda), b = (B, ib, ldb), c = (C, ic, ldc)."""
+    mnk = (M, N, K); a = (A, ia, lda), b = (B, ib, ldb), c = (C, ic, ldc). Inlined into its caller,
+    which passes the arrays flat: ``_product`` compiles once per dtype, whatever the callers' ranks."""
+    A, ia, lda = a
     B, ib, ldb = b
-    _product(ta, mnk, a, B, (ib, ldb, ldb, NR), beta, c)
+    C, ic, ldc = c
+    _product(ta, mnk, (A.reshape(-1), ia, lda), B.reshape(-1), (ib, ldb, ldb, NR), beta, (C.reshape(-1), ic, ldc))
 
 
 def panels(K, N):
@@ -255,11 +263,14 @@ def pack(P, ip, B, ib, ldb, K, N, tb):
                 P[d + j] = 0
 
 
-@kernel
+@kernel(inline="always")
 def gemm_packed(ta, mnk, a, p, beta, c):
     """C[M x N] = op(A) @ B + beta * C with B given as ``pack`` wrote it: p = (P, ip) (beta 0 or 1).
 
     Each panel (K x NR, contiguous) is read once per row tile from cache, never from a strided
     layout (a row stride of a multiple of 4 KB put every row of a panel in the same L1 sets)."""
+    A, ia, lda = a
     P, ip = p
-    _product(ta, mnk, a, P, (ip, NR, NR, mnk[2] * NR), beta, c)
+    C, ic, ldc = c
+    _product(ta, mnk, (A.reshape(-1), ia, lda), P.reshape(-1), (ip, NR, NR, mnk[2] * NR), beta,
+             (C.reshape(-1), ic, ldc))
