@@ -17,6 +17,8 @@ other file, so other Numba code in the same process keeps Numba's defaults.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import tempfile
 
@@ -67,7 +69,7 @@ def enable(caching) -> bool:
         def __init__(self, py_func, py_file):
             self._py_file = py_file
             self._lineno = py_func.__code__.co_firstlineno
-            self._cache_path = os.path.join(DIR, self.get_suitable_cache_subpath(py_file))
+            self._cache_path = folder_cache(py_file, self.get_suitable_cache_subpath(py_file))
 
         def get_cache_path(self):
             return self._cache_path
@@ -82,11 +84,51 @@ def enable(caching) -> bool:
     return True
 
 
+@functools.cache
+def _folder_digest(folder: str) -> str:
+    """Digest of the (name, mtime, size) of every .py file in ``folder``."""
+    h = hashlib.sha1()
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
+    except OSError:
+        names = []
+    for n in names:
+        try:
+            st = os.stat(os.path.join(folder, n))
+        except OSError:
+            continue
+        h.update(f"{n}:{st.st_mtime_ns}:{st.st_size};".encode())
+    return h.hexdigest()[:12]
+
+
+def folder_cache(py_file: str, subpath: str) -> str:
+    """The cache folder of the kernels in ``py_file``: one per state of the source folder.
+
+    Numba checks a cached kernel against its own source file only, but charlm's kernels call each
+    other across files (every cell calls ``tile``): after an edit of tile.py (an editable install,
+    a git pull) Numba would load the cells with the old tile compiled in (seen: 0.46x PyTorch from
+    an old tile). So the folder holding the cache names the state of every source file beside
+    the kernel's own: any change there starts a fresh folder."""
+    return os.path.join(DIR, f"{subpath}-{_folder_digest(os.path.dirname(os.path.abspath(py_file)))}")
+
+
+def _current_folders() -> list[str]:
+    """The cache folders of the kernel source folders as they are now."""
+    from numba.core.caching import _CacheLocator
+
+    out = []
+    for sub in ("cpu", "cuda"):
+        src = os.path.join(PACKAGE_DIR, "backends", sub, "jit.py")
+        out.append(folder_cache(src, _CacheLocator.get_suitable_cache_subpath(src)))
+    return out
+
+
 def files() -> list[str]:
-    """Numba cache files (index .nbi, data .nbc) under DIR."""
+    """Numba cache files (index .nbi, data .nbc) of the current sources under DIR."""
     if DIR is None or not os.path.isdir(DIR):
         return []
     out = []
-    for dirpath, _, names in os.walk(DIR):
-        out.extend(os.path.join(dirpath, n) for n in names if n.endswith((".nbi", ".nbc")))
+    for folder in _current_folders():
+        for dirpath, _, names in os.walk(folder):
+            out.extend(os.path.join(dirpath, n) for n in names if n.endswith((".nbi", ".nbc")))
     return sorted(out)

@@ -70,6 +70,21 @@ def test_kernels_cache_outside_the_package(tmp_path):
     assert not list(Path(kernelcache.PACKAGE_DIR).rglob("*.nb[ic]"))
 
 
+def test_cache_folder_follows_every_source_beside_the_kernel(tmp_path):
+    """A cached kernel is not reused after a change to another file of its folder (a cell's cache must
+    not keep an old tile GEMM compiled in): the cache folder names the state of the whole folder."""
+    (tmp_path / "cell.py").write_text("x = 1\n")
+    (tmp_path / "tile.py").write_text("y = 1\n")
+    first = kernelcache.folder_cache(str(tmp_path / "cell.py"), "sub")
+    assert kernelcache.folder_cache(str(tmp_path / "tile.py"), "sub") == first  # one folder for all its kernels
+    kernelcache._folder_digest.cache_clear()
+    (tmp_path / "tile.py").write_text("y = 22\n")
+    try:
+        assert kernelcache.folder_cache(str(tmp_path / "cell.py"), "sub") != first
+    finally:
+        kernelcache._folder_digest.cache_clear()
+
+
 # ----- the README's two commands in one clone (slow) -------------------------------------------
 def _clean_env(tmp_path: Path) -> dict:
     env = {k: v for k, v in os.environ.items()

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -135,8 +136,13 @@ def test_helpers_only_for_a_cold_cpu_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(warmup, "idle_cores", lambda: 1.5)
     assert warmup.wanted("gru", "cpu")
     assert not warmup.wanted("gru", "cuda")
-    (tmp_path / "cpu_x").mkdir()
-    (tmp_path / "cpu_x" / "gru.gru_forward-77.py311.nbi").write_bytes(b"")
+    stale = tmp_path / "cpu_x-000000000000"  # the cache of an older state of the sources: not counted
+    stale.mkdir()
+    (stale / "gru.gru_forward-77.py311.nbi").write_bytes(b"")
+    assert warmup.wanted("gru", "cpu")
+    cpu = Path(kernelcache._current_folders()[0])
+    cpu.mkdir()
+    (cpu / "gru.gru_forward-77.py311.nbi").write_bytes(b"")
     assert not warmup.wanted("gru", "cpu") and warmup.wanted("lstm", "cpu")
     monkeypatch.setattr(warmup, "idle_cores", lambda: 0.2)  # every core busy: helpers would only add work
     assert not warmup.wanted("lstm", "cpu")
