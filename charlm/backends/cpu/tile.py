@@ -65,6 +65,10 @@ MR = 4  # rows of a tile
 # 4x4 spilled: 31-34 GFLOP/s against 67-84 for 4x3 (Zen 3, 1 thread, the shapes of the module
 # docstring; 4x2 63-75, 6x2 54-74, 3x4 30-34, OpenBLAS 60-73).
 NV = 4 if REGISTERS >= 32 else 3
+# Dropped: the window GEMMs (input projection, dx, weight gradients) through OpenBLAS on AVX2
+# machines. Alone, OpenBLAS ran them 1.7-2.3x faster than this tile on Zen 3 (1024x6400^T @
+# 6400x256: 58 vs 29 GFLOP/s, 1 thread), but inside a training step the two were level
+# (bench_train, PyTorch ratio BLAS / tile: S 1.27 / 1.24, M lstm 1.20 / 1.26, L 1.23 / 1.20).
 NR = NV * VW  # columns of a tile
 KC = 256  # K block
 
