@@ -21,8 +21,8 @@ helpers and trainer alike:
 So no kernel compiles twice, the work splits by whatever each process manages, and the
 trainer keeps the kernels it compiled itself in memory (it loads only the helpers' from the
 cache). Nothing depends on the helpers: if one fails or is killed, the trainer compiles what is
-missing at its first step. The helpers start only when a core is idle (CPUs minus the load
-average >= 1); ``CHARLM_WARMUP=1`` starts one regardless, ``CHARLM_WARMUP=0`` none.
+missing at its first step. The helpers start only when a core is idle (``idle_cores``: the idle
+share of the CPU time over 0.1 s); ``CHARLM_WARMUP=1`` starts one regardless, ``CHARLM_WARMUP=0`` none.
 
 Run as ``python -m charlm.warmup CLAIMS_DIR JSON`` (internal).
 """
@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from . import kernelcache
 
@@ -43,10 +44,42 @@ MAX_HELPERS = 3
 PARALLEL_COST = 3  # a parallel kernel's compile (outer function, gufunc, scheduling) vs its bytecode size
 
 
-def idle_cores() -> float:
-    """CPUs this process may use minus the 1-minute load average (inf where the load is unknown)."""
+SAMPLE_SECONDS = 0.1  # how long idle_cores watches /proc/stat
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs from /proc/stat, None where there is none."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if not fields or fields[0] != b"cpu" or len(fields) < 5:
+        return None
+    ticks = [int(x) for x in fields[1:9]]
+    return ticks[3] + (ticks[4] if len(ticks) > 4 else 0), sum(ticks)  # idle + iowait
+
+
+def idle_cores(sample: float = SAMPLE_SECONDS) -> float:
+    """Idle CPUs now, as far as this process may use them: the idle share of the machine's CPU time
+    over the next ``sample`` seconds (Linux's /proc/stat) times the CPUs this process may run on;
+    elsewhere, those CPUs minus the 1-minute load average (inf where neither is known).
+
+    Not the load average alone: it lags by a minute, so right after ``pip install`` (the README's
+    first command) or another run it still counted busy cores that were idle, and the helpers did
+    not start (seen: a cold first step 31 s after the corpus instead of ~16)."""
     try:
         n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    except OSError:
+        n = os.cpu_count() or 1
+    a = _cpu_times()
+    if a is not None:
+        time.sleep(sample)
+        b = _cpu_times()
+        if b is not None and b[1] > a[1]:
+            share = (b[0] - a[0]) / (b[1] - a[1])
+            return min(n, share * (os.cpu_count() or n))
+    try:
         return n - os.getloadavg()[0]
     except (AttributeError, OSError):
         return float("inf")

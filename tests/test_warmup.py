@@ -116,6 +116,21 @@ def test_a_kernel_is_claimed_once(tmp_path):
     assert warmup.claim(str(tmp_path), "k2")
 
 
+def test_idle_cores_is_measured_now_not_the_load_average(monkeypatch):
+    """The idle share of CPU time over a short sample (not the lagging load average), times the CPUs."""
+    samples = iter([(1000, 4000), (1150, 4200)])  # (idle, total) jiffies: 150 of 200 idle
+    monkeypatch.setattr(warmup, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(warmup.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(warmup.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(warmup.os, "getloadavg", lambda: (9.0, 9.0, 9.0))  # a busy minute ago: ignored
+    assert warmup.idle_cores(sample=0.0) == pytest.approx(1.5)
+    monkeypatch.setattr(warmup, "_cpu_times", lambda: None)  # no /proc/stat: the load average
+    assert warmup.idle_cores(sample=0.0) == pytest.approx(2 - 9.0)
+    if os.path.exists("/proc/stat"):
+        monkeypatch.undo()
+        assert 0.0 <= warmup.idle_cores(sample=0.05) <= (os.cpu_count() or 1)
+
+
 def test_helper_count_follows_the_idle_cores(tmp_path, monkeypatch):
     from charlm import kernelcache
 

@@ -151,8 +151,7 @@ def _bwd_units(
     dh,  # (B, H) in: z * dh_{t+1} (this chunk's units); out: z * dh_t
     h,  # (T+1, B, H) from forward
     hn,  # (T, B, H) from forward
-    dhp,  # Packed.dh
-    ip,  # offset of this chunk's panels in dhp
+    dhp,  # Packed.dh from this chunk's panels on
     dhs,  # (T, B, H) dLoss/dh_t from above
     t, u0, u1,
 ):
@@ -160,7 +159,7 @@ def _bwd_units(
     H = H3 // 3
     hk = u1 - u0
     if t < T - 1:  # dh_t = z * dh_{t+1} + dgh_{t+1} W_hh for this chunk's units
-        tile.gemm_packed(False, (B, hk, H3), (dgh, (t + 1) * B * H3, H3), (dhp, ip), 1, (dh, u0, H))
+        tile.gemm_packed(False, (B, hk, H3), (dgh, (t + 1) * B * H3, H3), (dhp, 0), 1, (dh, u0, H))
     si, sh = dbs[0, 3 * u0:3 * u1], dbs[1, 3 * u0:3 * u1]  # (3hk,) each
     sir, siz, sin_, shn = si[:hk], si[hk:2 * hk], si[2 * hk:], sh[2 * hk:]  # (hk,) each
     for b in range(B):  # 1-D views indexed by j only, as in the forward
@@ -193,9 +192,8 @@ def _bwd_units(
 @kernel(parallel=True)
 def gru_backward(
     dh0,  # (B, H) out
-    dgi,  # (T, B, 3H) out: permuted input-side dLoss/dpre
+    dg,  # out: dgi, dgh (T, B, 3H): permuted input-side and hidden-side dLoss/dpre
     gp,  # (T, B, 3H) permuted activations from forward
-    dgh,  # (T, B, 3H) out: permuted hidden-side dLoss/dpre
     dbs,  # (2, 3H) out: permuted bias gradients (input side, hidden side)
     dh,  # (B, H) scratch
     h,  # (T+1, B, H) from forward
@@ -206,6 +204,7 @@ def gru_backward(
     dhT,  # (B, H) dLoss/dh_{T-1} from the future
     nc,  # unit chunks (as in the forward)
 ):
+    dgi, dgh = dg
     T, B, H3 = gp.shape
     H = H3 // 3
     for b in range(B):
@@ -216,7 +215,7 @@ def gru_backward(
         dbs[1, k] = 0
     for t in range(T - 1, -1, -1):
         for k in prange(nc):
-            _bwd_units(dgi, gp, dgh, dbs, dh, h, hn, dhp, k * dstride, dhs, t, k * H // nc, (k + 1) * H // nc)
+            _bwd_units(dgi, gp, dgh, dbs, dh, h, hn, dhp[k * dstride:], dhs, t, k * H // nc, (k + 1) * H // nc)
     for k in range(nc):  # dh0 = z * dh_0 + dgh_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H3), (dgh, 0, H3), (dhp, k * dstride), 1, (dh, u0, H))
@@ -261,7 +260,7 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     nc = int(ws.nc[0])
     g = grads
     pk = ws.pk[0]
-    gru_backward(dstate0.h, ws.dgi, ws.gp, ws.dgh, ws.dbs, ws.dh, ws.h, ws.hn, pk.dh, int(pk.strides[1]), dhs,
+    gru_backward(dstate0.h, (ws.dgi, ws.dgh), ws.gp, ws.dbs, ws.dh, ws.h, ws.hn, pk.dh, int(pk.strides[1]), dhs,
                  dstateT.h, nc)
     backward_weights(g, dx, ws.dwp_ih, ws.dwp_hh, (ws.dgi, ws.dgh), ws.dbs, x, ws.h, pk, G, nc)
     if dstate0.c is not None:

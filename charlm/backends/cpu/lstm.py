@@ -197,8 +197,7 @@ def _bwd_gates(
 
 @kernel(parallel=True)
 def lstm_backward(
-    dh0,  # (B, H) out
-    dc0,  # (B, H) out
+    dstate0,  # out: dh0, dc0 (B, H)
     dgp,  # (T, B, 4H) out: permuted dLoss/dz (pre-activation)
     dbs,  # (2, 4H) out: permuted bias gradients (both rows)
     dh,  # (B, H) scratch
@@ -208,10 +207,11 @@ def lstm_backward(
     dhp,  # Packed.dh: per chunk, panels of W_hh's columns for its units
     dstride,  # Packed.strides[1]
     dhs,  # (T, B, H) dLoss/dh_t from above
-    dhT,  # (B, H) dLoss/dh_{T-1} from the future
-    dcT,  # (B, H) dLoss/dc_{T-1} from the future
+    dstateT,  # dhT, dcT (B, H): dLoss/d(h, c)_{T-1} from the future
     nc,  # unit chunks (as in the forward)
 ):
+    dh0, dc0 = dstate0
+    dhT, dcT = dstateT
     T, B, H4 = gp.shape
     H = H4 // 4
     for b in range(B):
@@ -266,6 +266,6 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     nc = int(ws.nc[0])
     g = grads
     pk = ws.pk[0]
-    lstm_backward(dstate0.h, dstate0.c, ws.dgp, ws.dbs, ws.dh, ws.dc, ws.c, ws.gp, pk.dh, int(pk.strides[1]), dhs,
-                  dstateT.h, dstateT.c, nc)
+    lstm_backward((dstate0.h, dstate0.c), ws.dgp, ws.dbs, ws.dh, ws.dc, ws.c, ws.gp, pk.dh, int(pk.strides[1]), dhs,
+                  (dstateT.h, dstateT.c), nc)
     backward_weights(g, dx, ws.dwp_ih, ws.dwp_hh, (ws.dgp, ws.dgp), ws.dbs, x, ws.h, pk, G, nc)

@@ -136,15 +136,11 @@ def project(
 
 @kernel(parallel=True)
 def weight_grads(
-    dw_ih,  # (G*H, I) out, PyTorch order
-    dw_hh,  # (G*H, H) out, PyTorch order
-    db_ih,  # (G*H,) out
-    db_hh,  # (G*H,) out
+    g,  # out, PyTorch order: dw_ih (G*H, I), dw_hh (G*H, H), db_ih (G*H,), db_hh (G*H,)
     dx,  # (T, B, I) out
-    dwp_ih,  # (G*H, I) scratch: dw_ih in permuted order (dw_ih itself when G == 1)
-    dwp_hh,  # (G*H, H) scratch: dw_hh in permuted order (dw_hh itself when G == 1)
-    dzi,  # (T, B, G*H) permuted dLoss/d(input-side pre-activations)
-    dzh,  # (T, B, G*H) permuted dLoss/d(hidden-side pre-activations) (dzi itself for rnn/lstm)
+    dwp,  # scratch: dwp_ih (G*H, I), dwp_hh (G*H, H): dw_* in permuted order (dw_* themselves when G == 1)
+    dz,  # dzi, dzh (T, B, G*H): permuted dLoss/d(input-side, hidden-side pre-activations) (dzh is dzi
+    #      for rnn/lstm)
     dbs,  # (2, G*H) permuted sums of dzi (row 0) and dzh (row 1) over all T*B rows
     x,  # (T, B, I) the layer's input
     h,  # (T+1, B, H) h[0] = h0, h[t+1] = h_t: rows 0..T-1 are the previous states
@@ -153,6 +149,9 @@ def weight_grads(
     nc,  # unit chunks used by the loop (the permutation): one per thread
     with_x,  # False: dx and dwp_ih are the caller's (a folded embedding, see ``fold``); x is not read
 ):
+    dw_ih, dw_hh, db_ih, db_hh = g
+    dwp_ih, dwp_hh = dwp
+    dzi, dzh = dz
     T, B, GH = dzi.shape
     I = dw_ih.shape[1]
     H = GH // G
@@ -197,10 +196,10 @@ def input_projection(z, x, pk, nt):
 def backward_weights(g, dx, dwp_ih, dwp_hh, dz, dbs, x, h, pk, G, nc):
     """``weight_grads`` after BPTT, for x (T, B, I) or a ``fold.Folded`` (then x.demb receives
     the embedding's gradient and dx is not written). g: CellWeights of the gradients; dz: (dzi, dzh)."""
-    dzi, dzh = dz
+    grads = (g.w_ih, g.w_hh, g.b_ih, g.b_hh)
     if isinstance(x, fold.Folded):
-        fold.scatter(x.dtab, x.ids, dzi, width())
+        fold.scatter(x.dtab, x.ids, dz[0], width())
         fold.input_grads(dwp_ih, x.demb, x.dtab, x.emb, pk.dx)
-        weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, h, dwp_ih, dwp_hh, dzi, dzh, dbs, h, h, pk.dx, G, nc, False)
+        weight_grads(grads, h, (dwp_ih, dwp_hh), dz, dbs, h, h, pk.dx, G, nc, False)
     else:
-        weight_grads(g.w_ih, g.w_hh, g.b_ih, g.b_hh, dx, dwp_ih, dwp_hh, dzi, dzh, dbs, x, h, pk.dx, G, nc, True)
+        weight_grads(grads, dx, (dwp_ih, dwp_hh), dz, dbs, x, h, pk.dx, G, nc, True)

@@ -105,13 +105,14 @@ def consume(w: Weights, h, c, ids) -> None:
 
 def generate(w: Weights, h, c, x, out, temperature: float, top_k: int, top_p: float, rng) -> None:
     """Generate out.shape[1] tokens per row into out (B, n) int32, continuing from h, c and x (B,)."""
-    args = (float(temperature), int(top_k), float(top_p), rng)
+    how = (float(temperature), int(top_k), float(top_p))
+    head = (w.headT, w.head_b)
     if w.cell == "lstm":
-        sample_lstm(w.table, w.whhT, w.wihT, w.bi, w.headT, w.head_b, h, c, x, out, *args)
+        sample_lstm(w.table, w.whhT, w.wihT, w.bi, head, h, c, x, out, how, rng)
     elif w.cell == "gru":
-        sample_gru(w.table, w.whhT, w.wihT, w.bi, w.bhn, w.headT, w.head_b, h, x, out, *args)
+        sample_gru(w.table, w.whhT, w.wihT, w.bi, w.bhn, head, h, x, out, how, rng)
     else:
-        sample_rnn(w.table, w.whhT, w.wihT, w.bi, w.headT, w.head_b, h, x, out, *args, w.relu)
+        sample_rnn(w.table, w.whhT, w.wihT, w.bi, head, h, x, out, how, rng, w.relu)
 
 
 # ---------------------------------------------------------------- shared pieces
@@ -266,8 +267,12 @@ def pick(z, temperature, top_k, top_p, rng, p, q, heap):
 
 
 @kernel
-def _head_pick(headT, head_b, hl, x, out, t, temperature, top_k, top_p, rng, z, p, q, heap):
-    """For each row b: logits z[b] = head_b + hl[b] @ headT, pick, write out[b, t] and x[b]. z (B, V)."""
+def _head_pick(head, hl, x, out, t, how, rng, scratch):
+    """For each row b: logits z[b] = head_b + hl[b] @ headT, pick, write out[b, t] and x[b].
+    head = (headT (H, V), head_b (V,)); how = (temperature, top_k, top_p); scratch = (z (B, V), p, q, heap)."""
+    headT, head_b = head
+    temperature, top_k, top_p = how
+    z, p, q, heap = scratch
     B, H = hl.shape
     V = z.shape[1]
     for b in range(B):
@@ -377,9 +382,9 @@ def consume_rnn(table, whhT, wihT, bi, h, ids, relu):
 
 
 @kernel
-def sample_lstm(table, whhT, wihT, bi, headT, head_b, h, c, x, out, temperature, top_k, top_p, rng):
+def sample_lstm(table, whhT, wihT, bi, head, h, c, x, out, how, rng):
     L, B, H = h.shape
-    V = head_b.shape[0]
+    V = head[1].shape[0]
     g = np.empty((B, table.shape[1]), dtype=table.dtype)   # (B, 4H)
     z = np.empty((B, V), dtype=table.dtype)                  # (B, V) logits
     p = np.empty(V, dtype=np.float64)
@@ -387,13 +392,13 @@ def sample_lstm(table, whhT, wihT, bi, headT, head_b, h, c, x, out, temperature,
     heap = np.empty(V, dtype=np.int32)
     for t in range(out.shape[1]):
         _step_lstm(table, whhT, wihT, bi, h, c, x, g)
-        _head_pick(headT, head_b, h[L - 1], x, out, t, temperature, top_k, top_p, rng, z, p, q, heap)
+        _head_pick(head, h[L - 1], x, out, t, how, rng, (z, p, q, heap))
 
 
 @kernel
-def sample_gru(table, whhT, wihT, bi, bhn, headT, head_b, h, x, out, temperature, top_k, top_p, rng):
+def sample_gru(table, whhT, wihT, bi, bhn, head, h, x, out, how, rng):
     L, B, H = h.shape
-    V = head_b.shape[0]
+    V = head[1].shape[0]
     gi = np.empty((B, table.shape[1]), dtype=table.dtype)  # (B, 3H)
     gh = np.empty_like(gi)                                   # (B, 3H)
     z = np.empty((B, V), dtype=table.dtype)
@@ -402,13 +407,13 @@ def sample_gru(table, whhT, wihT, bi, bhn, headT, head_b, h, x, out, temperature
     heap = np.empty(V, dtype=np.int32)
     for t in range(out.shape[1]):
         _step_gru(table, whhT, wihT, bi, bhn, h, x, gi, gh)
-        _head_pick(headT, head_b, h[L - 1], x, out, t, temperature, top_k, top_p, rng, z, p, q, heap)
+        _head_pick(head, h[L - 1], x, out, t, how, rng, (z, p, q, heap))
 
 
 @kernel
-def sample_rnn(table, whhT, wihT, bi, headT, head_b, h, x, out, temperature, top_k, top_p, rng, relu):
+def sample_rnn(table, whhT, wihT, bi, head, h, x, out, how, rng, relu):
     L, B, H = h.shape
-    V = head_b.shape[0]
+    V = head[1].shape[0]
     g = np.empty((B, table.shape[1]), dtype=table.dtype)   # (B, H)
     z = np.empty((B, V), dtype=table.dtype)
     p = np.empty(V, dtype=np.float64)
@@ -416,4 +421,4 @@ def sample_rnn(table, whhT, wihT, bi, headT, head_b, h, x, out, temperature, top
     heap = np.empty(V, dtype=np.int32)
     for t in range(out.shape[1]):
         _step_rnn(table, whhT, wihT, bi, h, x, g, relu)
-        _head_pick(headT, head_b, h[L - 1], x, out, t, temperature, top_k, top_p, rng, z, p, q, heap)
+        _head_pick(head, h[L - 1], x, out, t, how, rng, (z, p, q, heap))
