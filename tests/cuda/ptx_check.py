@@ -19,9 +19,11 @@ import time
 
 from numba import cuda, types
 
-from charlm.backends.cuda import elementwise, embed, gemm, gru, loss, lstm, optim, reduce, rnn
+from charlm.backends.cuda import elementwise, embed, gemm, gru, loss, lstm, optim, reduce, rnn, seq
 
 I32 = types.Array(types.int32, 1, "C")
+I64 = types.Array(types.int64, 1, "C")
+INT = types.int64
 F64V = types.Array(types.float64, 1, "C")
 B = types.boolean
 F64_OPS = re.compile(r"\b(?:add|sub|mul|fma|div|sqrt|rcp|neg|abs|min|max|ex2|lg2)(?:\.[a-z]+)*\.f64\b")
@@ -34,7 +36,7 @@ def _probe(x):
 
 def kernels(f):
     """(name, python function, signature) of every kernel for float type f."""
-    v, m = types.Array(f, 1, "C"), types.Array(f, 2, "C")
+    v, m, t3 = types.Array(f, 1, "C"), types.Array(f, 2, "C"), types.Array(f, 3, "C")
     out = [
         ("fill", elementwise._fill, (v, f)), ("copy", elementwise._copy, (v, v)), ("mul", elementwise._mul, (v, v, v)),
         ("colsum", gemm._colsum, (v, v, m, B)),
@@ -48,7 +50,17 @@ def kernels(f):
         ("lstm_gates", lstm._gates_step, (m, m, m, m, v, v)), ("lstm_dgates", lstm._dgates_step, (m,) * 7),
         ("gru_gates", gru._gates_step, (m,) * 5 + (v, v)), ("gru_dgates", gru._dgates_step, (m,) * 7),
         ("rnn_act", rnn._act_step, (m, v, v, B)), ("rnn_dz", rnn._dz_step, (m, m, m, m, B)),
+        ("reverse_seq", seq._reverse_seq, (t3, t3, I64)),
+        ("concat_last", seq._concat_last, (m, m, m)), ("split_last", seq._split_last, (m, m, m)),
+        ("pool_last", seq._pool_last, (m, t3, I64, INT)),
+        ("pool_last_backward", seq._pool_last_backward, (t3, m, I64, INT)),
+        ("pool_mean", seq._pool_mean, (m, t3, I64)), ("pool_mean_backward", seq._pool_mean_backward, (t3, m, I64)),
+        ("take_rows", seq._take_rows, (m, m, I64)), ("put_rows", seq._put_rows, (m, m, I64)),
+        ("activation", seq._activation, (v, v, INT)),
+        ("activation_backward", seq._activation_backward, (v, v, v, INT)), ("add", seq._add, (v, v, v)),
     ]
+    if f == types.float32:  # the integer kernels, once
+        out += [("fill int64", elementwise._fill, (I64, INT)), ("row_sources", seq._row_sources, (I64, I64))]
     for mode in (reduce.SUM, reduce.SUMSQ, reduce.NONFINITE):
         out.append((f"reduce{mode}", reduce._kernel(256, mode), (v, F64V)))
     for ta, tb, acc, bias in [(0, 0, 0, 0), (0, 1, 0, 0), (0, 1, 1, 0), (0, 1, 0, 1), (1, 0, 0, 0), (0, 0, 1, 0)]:

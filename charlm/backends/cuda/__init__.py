@@ -8,8 +8,10 @@ as a few kernel launches per time step with no host round trip (design and the
 persistent-kernel alternative: ``charlm.backends.cuda.lstm``).
 
 Modules: ``gemm`` (tiled GEMM with transposes, column sums), ``rnn``/``lstm``/``gru`` (cells),
-``embed``, ``linear``, ``loss``, ``optim``, ``reduce`` (deterministic float64 reductions),
-``elementwise`` (fill, copy, mul), ``launch`` (block sizes tests can lower, scratch buffers).
+``embed``, ``linear``, ``loss``, ``optim``, ``seq`` (sequence plumbing of the classifier and tagger:
+reverse within lengths, pooling, concatenation, row gathers, activations), ``reduce`` (deterministic
+float64 reductions), ``elementwise`` (fill, copy, mul), ``launch`` (block sizes tests can lower,
+scratch buffers).
 
 Sampling runs on the CPU: checkpoints hold host safetensors, and ``charlm sample`` uses the
 CPU backend's compiled generate loop whatever device trained the model (token-by-token
