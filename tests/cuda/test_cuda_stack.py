@@ -1,5 +1,6 @@
 """The layer stack on the CUDA backend: a padded bidirectional classifier gives the CPU's loss
-and gradients (the seq plumbing runs on host copies there, see charlm/backends/cuda/seq.py)."""
+and gradients (reverse within each length, concatenation, pooling and the dense activation run as
+the device kernels of charlm/backends/cuda/seq.py; each op alone: test_cuda_seq.py)."""
 
 from __future__ import annotations
 
