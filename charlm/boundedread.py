@@ -4,7 +4,7 @@ A FIFO is opened without blocking and given ``FIFO_WAIT`` seconds to get a write
 through ``bounded`` up to a limit; ``read_bytes`` reads a text that is held in memory (``eval --file``,
 ``score``, ``--prime-file``, a tokenizer) up to ``TEXT_LIMIT`` or its caller's limit, checking a
 regular file's size before reading anything. ``parse_size``/``fmt_bytes`` spell the limits
-(``--max-bytes``). Corpora are read by ``charlm.sources``, on top of this module.
+(``--max-bytes``). Corpora are read by ``charlm.sources`` and ``charlm.textstream``, on top of this module.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Corpus -> compact id arrays -> train/val split -> (T, B) windows for truncated BPTT.
 
-Reading text (files, directories, stdin, named corpora) lives in ``charlm.sources``;
-``read_sources`` and ``Corpus`` are re-exported here.
+Reading text (files, directories, stdin, named corpora) lives in ``charlm.sources`` (decoding in
+``charlm.textstream``); ``read_sources`` and ``Corpus`` are re-exported here.
 
 Encoded corpora use the smallest unsigned dtype for the vocabulary (uint8 / uint16 /
 uint32). ``encode_to_file`` streams the sources twice (count, then encode) and writes a
@@ -25,7 +25,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import UnknownSymbolsError, UsageError
-from .sources import Corpus, expand_sources, iter_text, read_sources, spool_stdin
+from .sources import Corpus, expand_sources, iter_text, read_sources
+from .textstream import spool_stdin
 from .tokenizer import CharTokenizer, add_counts, count_symbols, select_symbols, symbol_repr
 
 __all__ = ["Corpus", "read_sources", "ids_dtype", "encode_corpus", "count_sources", "encode_to_file",

@@ -6,7 +6,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-from charlm import sources
+from charlm import sources, textstream
 from charlm.corpus import (
     ReadSpec,
     Streams,
@@ -33,7 +33,7 @@ def write(path, data):
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    monkeypatch.setattr(sources, "CHUNK_BYTES", 5)
+    monkeypatch.setattr(textstream, "CHUNK_BYTES", 5)
 
 
 # ---- reading ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import shutil
 import pytest
 from clihelp import assert_clean_error, run
 
-from charlm import sources
+from charlm import sources, textstream
 
 TEXT = "the quick brown fox jumps over the lazy dog.\n" * 10
 TINY = ["--hidden", "8", "--embed", "4", "--seq-len", "8", "--batch-size", "2", "--max-steps", "1"]
@@ -65,7 +65,7 @@ def test_file_gone_at_the_sniff_is_skipped(corp, monkeypatch):
 
 def fail_on_open(monkeypatch, number, action):
     """The ``number``-th open of a corpus file (1, 2, 3: counting pass; 4, 5, 6: encoding) runs ``action``."""
-    real, calls = sources.open_binary, []
+    real, calls = textstream.open_binary, []
 
     def opener(path, label=None):
         calls.append(path)
@@ -73,7 +73,7 @@ def fail_on_open(monkeypatch, number, action):
             return action(path, lambda: real(path, label))
         return real(path, label)
 
-    monkeypatch.setattr(sources, "open_binary", opener)
+    monkeypatch.setattr(textstream, "open_binary", opener)
 
 
 def _gone(path, reopen):
