@@ -195,8 +195,9 @@ def _pool_mean_backward(
         if L < 1 or L > T:
             dx[t, b, j] = _NAN
         elif t < L:
+            d = dout[b, j]  # read first: no load between the two stores, so the first one folds away
             dx[t, b, j] = L  # L in dx's dtype (see the module docstring)
-            dx[t, b, j] = dout[b, j] * (_ONE / dx[t, b, j])
+            dx[t, b, j] = d * (_ONE / dx[t, b, j])
         else:
             dx[t, b, j] = _ZERO
 
