@@ -43,9 +43,10 @@ def torch_model(config, sd, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("cell,embed", CASES, ids=CASE_IDS)
-def test_matches_torch(cell, embed, dtype):
+@pytest.mark.parametrize("device", ["cpu", "numpy"])  # numpy: the backend of a first-ever start
+def test_matches_torch(cell, embed, dtype, device):
     config = cfg(cell, embed)
-    model = CharLM(config, seed=3, dtype=dtype)
+    model = CharLM(config, seed=3, dtype=dtype, device=device)
     tm = torch_model(config, model.state_dict(), dtype)
     assert list(tm.state_dict()) == model.names
     assert sum(p.numel() for p in tm.parameters()) == count_params(config)

@@ -64,7 +64,7 @@ class CellState(NamedTuple):
     h: object  # (B, H)
     c: object = None  # (B, H)
 
-_MODULES = {"cpu": "charlm.backends.cpu", "cuda": "charlm.backends.cuda"}
+_MODULES = {"cpu": "charlm.backends.cpu", "cuda": "charlm.backends.cuda", "numpy": "charlm.backends.numpy"}
 
 CELL_NAMES = ("rnn", "lstm", "gru")
 # the contract's functions -> the submodule of every backend that defines them
