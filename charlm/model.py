@@ -85,6 +85,13 @@ class CharLM:
         self.params, self.grads = self.P.params, self.P.grads
         self.head = StepSoftmax()
 
+    def use_backend(self, device: str) -> None:
+        """Switch between the host backends (``numpy`` -> ``cpu`` once the kernels are compiled,
+        ``charlm.trainer``); the parameters, gradients and carried state are the same arrays."""
+        self.P.rebind(device)
+        self.device, self.backend = device, self.P.backend
+        self.cell = self.backend.cells[self.config.cell]
+
     @classmethod
     def from_state_dict(cls, config: ModelConfig, sd: dict, *, dtype=np.float32, device: str = "cpu"):
         model = cls(config, seed=0, dtype=dtype, device=device)

@@ -23,9 +23,12 @@ class Optimizer:
     def __init__(self, cfg: TrainConfig, model):
         self.cfg = cfg
         self.model = model
-        self.backend = model.backend
         self.step_count = 0
         self.state = {k: self.backend.zeros(model.size, model.dtype) for k in STATE_BUFFERS[cfg.optimizer]}
+
+    @property
+    def backend(self):
+        return self.model.backend  # the model's, also after it switched backends (CharLM.use_backend)
 
     def clip(self) -> float:
         """Clip gradients in place (value, then global norm); return the pre-clip global norm."""

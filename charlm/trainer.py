@@ -127,8 +127,10 @@ class Trainer(BudgetedRun, ResumableRun):
             if w.is_root:  # decided again under the lock: another trainer may have filled the directory
                 rundir.check_under_lock(spec.run_dir, fresh=not spec.resumed)
             set_threads(cfg.threads or (distributed.threads_per_rank(w) if w.size > 1 else 0))
-            # first-ever start: the kernels compile in two helper processes while the corpus is read
+            # first-ever start: the kernels compile in helper processes while the run reads the corpus and
+            # trains on the NumPy backend; it switches to them when they are ready (_use_compiled)
             self.warm = spec.warm = warmup.start(self._kernel_options(), cfg, spec.device) if w.size == 1 else None
+            self._blas_limit = warmup.one_blas_thread() if self.warm is not None and spec.device == "cpu" else None
             try:
                 data = build_data(spec, notice=self.notice) if w.is_root else None
             except BaseException:
@@ -144,7 +146,8 @@ class Trainer(BudgetedRun, ResumableRun):
             self.mcfg = spec.model              # vocabulary size known now
             from .model import CharLM
 
-            self.model = CharLM(self.mcfg, seed=cfg.seed, device=spec.device)
+            device = "numpy" if self.warm is not None and spec.device == "cpu" else spec.device
+            self.model = CharLM(self.mcfg, seed=cfg.seed, device=device)
             if spec.source is not None and not spec.resumed:  # --init-from: the source's weights, new rows fresh
                 from .finetune import transfer
 
@@ -177,6 +180,15 @@ class Trainer(BudgetedRun, ResumableRun):
                 self.log.close()
                 if self.warm:
                     self.warm.stop()
+
+    def _use_compiled(self) -> None:
+        """The helpers have compiled the kernels: from this step on the run uses them (same arrays)."""
+        self.model.use_backend("cpu")
+        if self._blas_limit is not None:
+            self._blas_limit.restore_original_limits()
+            self._blas_limit = None
+        self.notice(f"kernels compiled ({self.elapsed:.0f}s into the run): step {self.step + 1:,} onwards "
+                    "runs them; until now it ran on NumPy (only a first-ever start does)")
 
     def _kernel_options(self) -> dict:
         """The model options that decide which kernels a run compiles, known before the corpus is read:
@@ -245,8 +257,8 @@ class Trainer(BudgetedRun, ResumableRun):
                     self.state = model.init_state(self.hi - self.lo)
                 x, y = self._window(epoch, k)
                 t0 = _clock()
-                if first and self.warm:
-                    self.warm.wait()
+                if self.model.device == "numpy" and self.warm is not None and self.warm.ready():
+                    self._use_compiled()
                 rng = np.random.default_rng((cfg.seed, self.step)) if self.mcfg.dropout > 0 else None
                 if rng is not None and self.world.size > 1:
                     rng = distributed.ShardRNG(rng, cfg.batch_size, self.lo, self.hi)

@@ -320,11 +320,11 @@ def _choose_size(spec: RunSpec, train_chars: int, vocab: int, notice) -> None:
     from . import autosize
 
     m = ModelConfig(vocab_size=vocab, **{"cell": autosize.CELL, **spec.model_options})
-    warm = getattr(spec, "warm", None)  # first-ever start: calibrate on the kernels the helpers compile
-    if warm is not None:
-        warm.wait()
+    # a first-ever start calibrates on the NumPy backend, which its first steps run on (the helpers are
+    # still compiling): measured 0.8-1.1x the compiled kernels' speed (charlm.autosize)
+    cold = getattr(spec, "warm", None) is not None and spec.device == "cpu"
     choice = autosize.choose(spec.train, cell=m.cell, embed=m.embed, vocab=vocab, train_chars=train_chars,
-                             device=spec.device)
+                             device="numpy" if cold else spec.device)
     spec.model_options.update({k: v for k, v in choice.model_options.items() if k not in spec.explicit})
     spec.train = spec.train.replace(**{k: v for k, v in choice.train_options.items() if k not in spec.explicit})
     spec.choice = choice

@@ -44,6 +44,15 @@ class Params:
         for layer in self.layers:
             layer.bind(self.backend, self.dtype, self.params, self.grads)
 
+    def rebind(self, device: str) -> None:
+        """Run on another host-memory backend from now on (``numpy`` <-> ``cpu``: the same NumPy
+        arrays, so parameters, gradients and every caller's references stay valid; buffers are remade)."""
+        if {device, self.device} - {"cpu", "numpy"}:
+            raise ValueError(f"rebind: {self.device} -> {device}: only between the host backends cpu and numpy")
+        self.device, self.backend = device, backends.get(device)
+        for layer in self.layers:
+            layer.bind(self.backend, self.dtype, self.params, self.grads)
+
     def views(self, flat) -> dict:
         out, off = {}, 0
         for name, shape in self.shapes.items():
