@@ -158,8 +158,9 @@ class Warmup:
 
 def one_blas_thread():
     """While helpers compile, the trainer runs the NumPy backend on one core: NumPy's BLAS on one
-    thread (with two, its threads waited on each other beside the compiling helper: a cold 1-minute
-    run trained at 20k chars/s instead of 32k). Returns the limit (``restore_original_limits()``)."""
+    thread. With two, beside the compiling helper, a cold 1-minute run of a gru 1x128 trained at 20-22k
+    chars/s; with one, a gru 1x256 (twice the work per character) at 31k (Xeon AVX-512, 2 cores).
+    Returns the limit (``restore_original_limits()``)."""
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
