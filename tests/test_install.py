@@ -156,3 +156,20 @@ def test_readme_commands_in_order(tmp_path):
     assert version == __version__
     assert Path(where).resolve().is_relative_to(clone.resolve())
     assert run("charlm", "--version").stdout.strip().endswith(__version__)
+
+
+def test_every_package_folder_is_installed():
+    """pyproject.toml lists the packages one by one: a new folder left out installs nothing and the
+    installed charlm fails at its first import of it (seen: charlm.backends.numpy)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(cfg["packages"])
+    folders = {"charlm": root / "charlm", "charlm.cli": root / "cli", "charlm.corpora": root / "corpora"}
+    found = set()
+    for name, folder in folders.items():
+        for init in folder.rglob("__init__.py"):
+            rel = init.parent.relative_to(folder).parts
+            found.add(".".join((name,) + rel))
+    assert found - listed == set(), f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
