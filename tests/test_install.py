@@ -90,7 +90,7 @@ def _clean_env(tmp_path: Path) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("NUMBA_CACHE_DIR", "PYTHONPATH", "CHARLM_NUMBA_CACHE", "VIRTUAL_ENV")}
     env.update(XDG_CACHE_HOME=str(tmp_path / "xdg"), PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1",
-               PIP_NO_CACHE_DIR="1")
+               PIP_NO_CACHE_DIR="1", CHARLM_WARMUP="1")  # as a new user's first run: helpers, NumPy first
     return env
 
 
