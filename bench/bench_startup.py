@@ -10,9 +10,10 @@ Two training commands, both on the corpus given (default stdlib):
   calibrates on this machine first).
 Every timed run is stopped (SIGKILL to its process group) once it has printed its step-1 line.
 
-Cold = a fresh, empty NUMBA_CACHE_DIR per rep (every kernel compiles; the compile helpers forced
-on with CHARLM_WARMUP=1, "no helpers" with CHARLM_WARMUP=0); warm = a cache that already holds
-everything. "step 1 after" is the wall time from launching the process to the moment it prints
+Cold = a fresh, empty NUMBA_CACHE_DIR per rep (the compile helpers forced on with CHARLM_WARMUP=1:
+the run's first steps run on the NumPy backend while they compile, see charlm.trainer; "no helpers"
+with CHARLM_WARMUP=0: every kernel compiles in the run before step 1); warm = a cache that already
+holds everything. "step 1 after" is the wall time from launching the process to the moment it prints
 its step-1 line (imports, corpus setup, kernel compilation or cache load, calibration, the step
 itself); "CPU" is the user+system time of the process and its helpers, which the machine's other
 load inflates much less than wall time (on a shared machine, quote both, and the load). `charlm
@@ -113,7 +114,9 @@ def main() -> None:
                       f"CPU median {_med(r[1] for r in reps)}; {_load()}", flush=True)
         env = {**os.environ, "NUMBA_CACHE_DIR": tempfile.mkdtemp(dir=tmp)}
         run = train("steps")[-1]
-        timed_train(cli + ["train", args.corpus, *commands["steps"], *cell, "--out", run], env)  # fills the cache
+        # fills the cache: no helpers, so every kernel compiles in the run (with helpers, step 1 would run on
+        # NumPy and the run would end before they are done)
+        timed_train(cli + ["train", args.corpus, *commands["steps"], *cell, "--out", run], {**env, "CHARLM_WARMUP": "0"})
         for command in commands:
             timed_train(train(command), env, stop_after_first=True)  # its own kernels, if any
             reps = [timed_train(train(command), env, stop_after_first=True) for _ in range(args.reps)]
