@@ -24,7 +24,7 @@ cache). Nothing depends on the helpers: if one fails or is killed, the trainer c
 missing at its first step. The helpers start only when a core is idle (``idle_cores``: the idle
 share of the CPU time over 0.1 s); ``CHARLM_WARMUP=1`` starts one regardless, ``CHARLM_WARMUP=0`` none.
 
-Run as ``python -m charlm.warmup CLAIMS_DIR JSON`` (internal).
+Run as ``python -m charlm.warmup CLAIMS_DIR JSON`` (internal; ``start`` runs ``helper_command``).
 """
 
 from __future__ import annotations
@@ -166,6 +166,19 @@ def one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
+def helper_command(*args: str) -> list[str]:
+    """The helper's command line: this very charlm's ``warmup.main(args)``.
+
+    Not ``python -m charlm.warmup``: that puts the working directory first on sys.path, so run in a
+    clone of the sources (the README's first command) the helper imported the clone's charlm, not
+    the installed one, and compiled into that copy's cache folder: the trainer found nothing in its
+    own and compiled everything again after its helper was done (seen: 24 s in-process, twice)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder that holds this charlm
+    code = (f"import sys; sys.path.insert(0, {root!r}); from charlm.warmup import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    return [sys.executable, "-c", code, *args]
+
+
 def start(model_options: dict, train_cfg, device: str) -> Warmup | None:
     """Start the helpers for a run, or None when the cache is warm (or helpers are off)."""
     from .config import ModelConfig
@@ -182,7 +195,7 @@ def start(model_options: dict, train_cfg, device: str) -> Warmup | None:
     procs = []
     for _ in range(n):
         try:
-            procs.append(subprocess.Popen([sys.executable, "-m", "charlm.warmup", claims, json.dumps(payload)],
+            procs.append(subprocess.Popen(helper_command(claims, json.dumps(payload)),
                                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
         except OSError:

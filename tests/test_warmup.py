@@ -168,3 +168,15 @@ def test_helpers_only_for_a_cold_cpu_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(kernelcache, "DIR", None)
     monkeypatch.delenv("CHARLM_WARMUP")
     assert not warmup.wanted("lstm", "cpu")  # no cache: helpers could not hand anything over
+
+
+def test_the_helper_imports_this_charlm_not_one_in_its_working_directory(tmp_path):
+    """Run from a clone of the sources (the README's first command), ``python -m charlm.warmup`` imported
+    the clone's charlm and compiled into another cache folder than the installed trainer reads."""
+    decoy = tmp_path / "charlm"
+    decoy.mkdir()
+    (decoy / "__init__.py").write_text("raise SystemExit(7)\n")
+    (decoy / "warmup.py").write_text("raise SystemExit(7)\n")
+    out = subprocess.run(warmup.helper_command("no-such-claims-dir", "{}"), cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 2 and "usage: python -m charlm.warmup" in out.stderr, (out.returncode, out.stderr)
