@@ -116,7 +116,8 @@ def main() -> None:
         run = train("steps")[-1]
         # fills the cache: no helpers, so every kernel compiles in the run (with helpers, step 1 would run on
         # NumPy and the run would end before they are done)
-        timed_train(cli + ["train", args.corpus, *commands["steps"], *cell, "--out", run], {**env, "CHARLM_WARMUP": "0"})
+        fill = cli + ["train", args.corpus, *commands["steps"], *cell, "--out", run]
+        timed_train(fill, {**env, "CHARLM_WARMUP": "0"})
         for command in commands:
             timed_train(train(command), env, stop_after_first=True)  # its own kernels, if any
             reps = [timed_train(train(command), env, stop_after_first=True) for _ in range(args.reps)]

@@ -15,9 +15,9 @@ import pytest
 
 import charlm
 from charlm import autosize, warmup
+from charlm.checkpoint import load_model
 from charlm.config import ModelConfig, TrainConfig
 from charlm.model import CharLM
-from charlm.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = ROOT / "corpora" / "fables.txt"
