@@ -22,7 +22,7 @@ So no kernel compiles twice, the work splits by whatever each process manages, a
 trainer keeps the kernels it compiled itself in memory (it loads only the helpers' from the
 cache). Nothing depends on the helpers: if one fails or is killed, the trainer compiles what is
 missing at its first step. The helpers start only when a core is idle (``idle_cores``: the idle
-share of the CPU time over 0.1 s); ``CHARLM_WARMUP=1`` starts one regardless, ``CHARLM_WARMUP=0`` none.
+share of the CPU time over 0.25 s, half a core idle is enough); ``CHARLM_WARMUP=1`` starts one regardless, ``CHARLM_WARMUP=0`` none.
 
 Run as ``python -m charlm.warmup CLAIMS_DIR JSON`` (internal; ``start`` runs ``helper_command``).
 """
@@ -44,7 +44,7 @@ MAX_HELPERS = 3
 PARALLEL_COST = 3  # a parallel kernel's compile (outer function, gufunc, scheduling) vs its bytecode size
 
 
-SAMPLE_SECONDS = 0.1  # how long idle_cores watches /proc/stat
+SAMPLE_SECONDS = 0.25  # how long idle_cores watches /proc/stat (only a cold cache pays it)
 
 
 def _cpu_times() -> tuple[int, int] | None:
@@ -87,16 +87,19 @@ def idle_cores(sample: float = SAMPLE_SECONDS) -> float:
 
 def helpers(cell: str, device: str) -> int:
     """How many helper processes to start (0: none): only for the CPU, with a kernel cache that holds
-    nothing for ``cell`` yet, and with a core to spare: on a machine whose cores are all busy, more
-    compiling processes only add their start-up cost (measured: +3 s of CPU, and a later first step)."""
+    nothing for ``cell`` yet, and with half a core to spare: on a machine whose cores are all busy, more
+    compiling processes only add their start-up cost (measured: +3 s of CPU, and a later first step).
+    Half, not one: the trainer trains on NumPy meanwhile, so without a helper its kernels compile
+    before step 1, and on 2 cores right after ``pip install`` the sample once read just under 1.0
+    (the README's first command then compiled 25 s before its first step)."""
     if device != "cpu" or os.environ.get("CHARLM_WARMUP", "1") == "0" or kernelcache.DIR is None:
         return 0
     if any(os.path.basename(p).startswith(f"{cell}.") for p in kernelcache.files()):
         return 0
     idle = idle_cores()
-    if idle < 1.0:
+    if idle < 0.5:
         return 1 if os.environ.get("CHARLM_WARMUP") == "1" else 0
-    return int(max(1, min(MAX_HELPERS, idle - 1.0)))  # the trainer is a worker too
+    return int(max(1, min(MAX_HELPERS, idle - 1.0)))  # the trainer trains meanwhile
 
 
 def wanted(cell: str, device: str) -> bool:

@@ -136,7 +136,7 @@ def test_helper_count_follows_the_idle_cores(tmp_path, monkeypatch):
 
     monkeypatch.setattr(kernelcache, "DIR", str(tmp_path))
     monkeypatch.delenv("CHARLM_WARMUP", raising=False)
-    for idle, n in ((0.5, 0), (1.2, 1), (2.0, 1), (3.0, 2), (16.0, warmup.MAX_HELPERS)):
+    for idle, n in ((0.4, 0), (0.8, 1), (1.2, 1), (2.0, 1), (3.0, 2), (16.0, warmup.MAX_HELPERS)):
         monkeypatch.setattr(warmup, "idle_cores", lambda idle=idle: idle)
         assert warmup.helpers("gru", "cpu") == n
     monkeypatch.setattr(warmup, "idle_cores", lambda: 0.1)
