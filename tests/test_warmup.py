@@ -148,6 +148,7 @@ def test_helpers_only_for_a_cold_cpu_cache(tmp_path, monkeypatch):
     from charlm import kernelcache
 
     monkeypatch.setattr(kernelcache, "DIR", str(tmp_path))
+    monkeypatch.delenv("CHARLM_WARMUP", raising=False)  # tests/conftest.py turns the helpers off
     monkeypatch.setattr(warmup, "idle_cores", lambda: 1.5)
     assert warmup.wanted("gru", "cpu")
     assert not warmup.wanted("gru", "cuda")
