@@ -1,11 +1,11 @@
-"""First-ever start: compile a run's CPU kernels in parallel, biggest first, shared by several processes.
+"""First-ever start: compile a run's CPU kernels in helper processes, biggest first, while it trains.
 
 Numba compiles one function at a time per process (a global compiler lock), and a cold
-training step needs ~13 kernels (~10-20 s of CPU). So when the kernel cache holds nothing for
+training step needs ~13 kernels (~15-30 s of CPU). So when the kernel cache holds nothing for
 the run's cell, ``charlm train`` starts helper processes before it reads the corpus (one per
-idle core beyond its own, at most ``MAX_HELPERS``), and joins them itself once the corpus is
-read (``Warmup.wait``, called before the size calibration or the first step). Every worker,
-helpers and trainer alike:
+idle core beyond its own, at least one when half a core is idle, at most ``MAX_HELPERS``) and
+does not wait for them: it trains on the NumPy backend (``charlm.backends.numpy``) and switches
+to the compiled kernels at the first step after ``Warmup.ready`` (``charlm.trainer``). Every helper:
 
 1. builds a small copy of the run's model (same cell, layers, embedding, hidden size, batch,
    optimizer and thread count, a 2-step window) and walks one evaluation (``model.loss``) and one
@@ -15,14 +15,17 @@ helpers and trainer alike:
 2. sorts that list by an estimate of compile cost, biggest first (``cost``: bytecode size, three
    times that for parallel kernels, callees included), so that the last kernels to finish are small;
 3. takes the kernels one at a time by creating a claim file (``O_EXCL``) in a directory shared
-   by the run's workers, and compiles each one it claims into the shared per-user cache
-   (``charlm.kernelcache``).
+   by the run's helpers, and compiles each one it claims into the shared per-user cache
+   (``charlm.kernelcache``);
+4. says it is done with a marker file, lowers its priority and compiles, the same way, the kernels
+   ``charlm sample`` calls, so that sampling right after the run (the README's first command)
+   finds them in the cache; the trainer stops the helpers when the run ends.
 
-So no kernel compiles twice, the work splits by whatever each process manages, and the
-trainer keeps the kernels it compiled itself in memory (it loads only the helpers' from the
-cache). Nothing depends on the helpers: if one fails or is killed, the trainer compiles what is
-missing at its first step. The helpers start only when a core is idle (``idle_cores``: the idle
-share of the CPU time over 0.25 s, half a core idle is enough); ``CHARLM_WARMUP=1`` starts one regardless, ``CHARLM_WARMUP=0`` none.
+So no kernel compiles twice and the work splits by whatever each process manages. Nothing depends
+on the helpers: if one fails or is killed, the trainer compiles what is missing at its first
+compiled step. The helpers start only when a core is idle (``idle_cores``: the idle share of the
+CPU time over 0.25 s, half a core idle is enough); ``CHARLM_WARMUP=1`` starts one regardless,
+``CHARLM_WARMUP=0`` none (then the kernels compile in the trainer before step 1).
 
 Run as ``python -m charlm.warmup CLAIMS_DIR JSON`` (internal; ``start`` runs ``helper_command``).
 """
@@ -108,49 +111,26 @@ def wanted(cell: str, device: str) -> bool:
 
 
 class Warmup:
-    """The compile workers of one run: helper processes, and the trainer once it calls ``wait``."""
+    """The compile helpers of one run."""
 
-    def __init__(self, procs: list, claims: str, payload: dict):
-        self.procs, self.claims, self.payload = procs, claims, payload
-
-    def wait(self, timeout: float = 600.0) -> bool:
-        """Compile in this process what no helper has taken yet, then wait for the helpers; True when
-        all succeeded. A helper still running after ``timeout`` is stopped (the trainer then compiles
-        what is missing)."""
-        ok = True
-        if self.payload is not None:
-            payload, self.payload = self.payload, None
-            try:
-                work(payload["model"], payload["train"], self.claims)
-            except Exception:  # the first step compiles whatever is missing
-                ok = False
-        for p in self.procs:
-            try:
-                ok = p.wait(timeout) == 0 and ok
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-                ok = False
-        self.procs = []
-        self._clean()
-        return ok
+    def __init__(self, procs: list, claims: str):
+        self.procs, self.claims = procs, claims
 
     def ready(self) -> bool:
-        """True once every helper has exited (without waiting): the kernels they compiled are in the
-        cache, and the trainer may switch from the NumPy backend to the compiled one (a kernel a failed
-        helper left out compiles at its first call)."""
-        if any(p.poll() is None for p in self.procs):
-            return False
-        self.procs, self.payload = [], None
-        self._clean()
-        return True
+        """True once every helper is done with the training kernels (it says so with a marker file, or
+        has exited), without waiting: they are in the cache, and the trainer may switch from the NumPy
+        backend to the compiled one (a kernel a failed helper left out compiles at its first call). The
+        helpers go on with the sampler's kernels; ``stop`` at the end of the run ends them."""
+        if not self.claims:
+            return True
+        return all(p.poll() is not None or os.path.exists(_trained_marker(self.claims, p.pid)) for p in self.procs)
 
     def stop(self) -> None:
         for p in self.procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        self.procs, self.payload = [], None
+        self.procs = []
         self._clean()
 
     def _clean(self) -> None:
@@ -203,7 +183,7 @@ def start(model_options: dict, train_cfg, device: str) -> Warmup | None:
                                           stderr=subprocess.DEVNULL))
         except OSError:
             break
-    return Warmup(procs, claims, payload)
+    return Warmup(procs, claims)
 
 
 def _recording(calls: dict):
@@ -269,8 +249,23 @@ def exercise(model, mcfg, tcfg) -> None:
     opt.step(tcfg.lr)
 
 
-def needed(model_cfg: dict, train_cfg: dict) -> list:
-    """(key, dispatcher, args) of every kernel the run calls, biggest compile first."""
+def exercise_sampling(model, mcfg) -> None:
+    """What ``charlm sample`` calls: the weights rearranged, a prime consumed, tokens drawn."""
+    import numpy as np
+
+    from .backends.cpu import sample as kernels
+
+    w = kernels.prepare(mcfg.cell, model.params, mcfg.layers, mcfg.nonlinearity == "relu")
+    h = np.zeros((mcfg.layers, 1, mcfg.hidden), np.float32)  # (L, 1, H)
+    c = np.zeros_like(h)
+    kernels.consume(w, h, c, np.zeros(2, np.int32))
+    out = np.zeros((1, 2), np.int32)  # (B, n)
+    kernels.generate(w, h, c, np.zeros(1, np.int32), out, 1.0, 0, 1.0, np.random.default_rng(0))
+
+
+def needed(model_cfg: dict, train_cfg: dict, sampling: bool = False) -> list:
+    """(key, dispatcher, args) of every kernel a training run calls (``sampling``: that ``charlm sample``
+    calls, and training does not), biggest compile first."""
     from .config import ModelConfig, TrainConfig
     from .model import CharLM
     from .trainsetup import set_threads
@@ -282,20 +277,29 @@ def needed(model_cfg: dict, train_cfg: dict) -> list:
     undo = _recording(calls)
     try:
         exercise(model, mcfg, tcfg)
+        if sampling:
+            train = set(calls)
+            exercise_sampling(model, mcfg)
+            for key in train:
+                del calls[key]
     finally:
         undo()
     order = sorted(calls.items(), key=lambda kv: -cost(kv[1][0]))
     return [(key, d, args) for key, (d, args) in order]
 
 
-def work(model_cfg: dict, train_cfg: dict, claims: str) -> int:
+def work(model_cfg: dict, train_cfg: dict, claims: str, sampling: bool = False) -> int:
     """Compile every needed kernel that this worker claims; returns how many it compiled."""
     done = 0
-    for key, dispatcher, args in needed(model_cfg, train_cfg):
+    for key, dispatcher, args in needed(model_cfg, train_cfg, sampling):
         if claim(claims, key):
             dispatcher.compile(tuple(dispatcher.typeof_pyval(a) for a in args))
             done += 1
     return done
+
+
+def _trained_marker(claims: str, pid: int) -> str:
+    return os.path.join(claims, f"training-kernels-done.{pid}")
 
 
 def main(argv=None) -> int:
@@ -305,6 +309,13 @@ def main(argv=None) -> int:
         return 2
     cfg = json.loads(argv[1])
     work(cfg["model"], cfg["train"], argv[0])
+    # the training kernels are in the cache: the trainer may switch now (Warmup.ready); then the
+    # sampler's, so that `charlm sample` after the run (the README's first command) loads them
+    with open(_trained_marker(argv[0], os.getpid()), "w"):
+        pass
+    if hasattr(os, "nice"):
+        os.nice(10)  # the trainer runs the compiled kernels now: this is what its gaps leave
+    work(cfg["model"], cfg["train"], argv[0], sampling=True)
     return 0
 
 

@@ -49,6 +49,8 @@ opt.clip()
 model.backend.scale_(model.grad_flat, 0.5)
 opt.step(t.lr)
 model.loss(x, x, model.init_state(B))
+from charlm.warmup import exercise_sampling
+exercise_sampling(model, m)  # what charlm sample calls
 print(json.dumps(compiled))
 """
 
@@ -71,13 +73,15 @@ def test_helpers_compile_everything_a_step_needs(tmp_path):
     assert all(rc == 0 for rc, _ in results), results
     # counted in a fresh process: in this one, kernels other tests compiled are not "needed" any more
     code = ("import json, sys; from charlm import warmup; c = json.loads(sys.argv[1]); "
-            "print(len(warmup.needed(c['model'], c['train'])))")
+            "print(len(warmup.needed(c['model'], c['train'])) + len(warmup.needed(c['model'], c['train'], True)))")
     count = subprocess.run([sys.executable, "-c", code, payload], env=env, capture_output=True, text=True,
                            timeout=900)
     assert count.returncode == 0, count.stderr
-    assert len(list(claims.iterdir())) == int(count.stdout.strip().splitlines()[-1]) > 0  # each claimed once
+    claimed = [p for p in claims.iterdir() if not p.name.startswith("training-kernels-done.")]
+    assert len(claimed) == int(count.stdout.strip().splitlines()[-1]) > 0  # each claimed once
+    assert len(list(claims.glob("training-kernels-done.*"))) == 2  # each helper said when training's were done
     files = {p.name.split("-")[0] for p in (tmp_path / "cache").rglob("*.nbi")}
-    assert {"rnn.rnn_forward", "rnn.rnn_backward", "optim._adam"} <= files
+    assert {"rnn.rnn_forward", "rnn.rnn_backward", "optim._adam", "sample.sample_rnn"} <= files
     out = subprocess.run([sys.executable, "-c", CHECK, payload], env=env, capture_output=True, text=True,
                          timeout=900)
     assert out.returncode == 0, out.stderr
