@@ -41,6 +41,7 @@ load changes a lot) can see two neighbouring choices.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -143,7 +144,7 @@ def speed_class(chars_per_sec: float) -> float:
     return round(2.0 * math.log2(max(1.0, chars_per_sec))) / 2.0
 
 
-def measure_reference(cell: str, embed: int, vocab: int, device: str) -> float:
+def measure_reference(cell: str, embed: int, vocab: int, device: str, threads: int = 0) -> float:
     """Characters per second of real training steps of the smallest candidate on this machine.
 
     One untimed step first (it compiles or loads the kernels training then reuses), then the
@@ -163,18 +164,29 @@ def measure_reference(cell: str, embed: int, vocab: int, device: str) -> float:
     y = rng.integers(0, vocab, (T, B)).astype(np.int32)
     state = model.init_state(B)
     best = float("inf")
-    for i in range(CALIBRATION_STEPS + 1):
-        t = time.perf_counter()
-        model.train_step(x, y, state, None)
-        opt.clip()
-        opt.step(1e-3)
-        if i:
-            best = min(best, time.perf_counter() - t)
-    if device == "numpy":  # a first-ever start: predict the compiled kernels' speed (see NUMPY_SPEEDUP)
-        import numba
+    with _one_blas_thread_on(device):  # as NUMPY_SPEEDUP was measured (and as the run's NumPy steps run)
+        for i in range(CALIBRATION_STEPS + 1):
+            t = time.perf_counter()
+            model.train_step(x, y, state, None)
+            opt.clip()
+            opt.step(1e-3)
+            if i:
+                best = min(best, time.perf_counter() - t)
+    if device == "numpy":  # predict the compiled kernels' speed on the run's threads (see NUMPY_SPEEDUP)
+        from .trainsetup import planned_threads
 
-        return T * B / best * NUMPY_SPEEDUP * numba.get_num_threads() ** THREAD_SCALING
+        return T * B / best * NUMPY_SPEEDUP * planned_threads(threads) ** THREAD_SCALING
     return T * B / best
+
+
+def _one_blas_thread_on(device: str):
+    import contextlib
+
+    if device != "numpy":
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def budget_text(cfg: TrainConfig) -> str:
@@ -199,7 +211,7 @@ def choose(cfg: TrainConfig, *, cell: str, embed: int, vocab: int, train_chars: 
     calib, klass, ref_cps = 0.0, None, None
     if cfg.max_time:
         t0 = time.perf_counter()
-        measured = (measure or measure_reference)(cell, embed, vocab, device)
+        measured = (measure or functools.partial(measure_reference, threads=cfg.threads))(cell, embed, vocab, device)
         calib = time.perf_counter() - t0
         klass = speed_class(measured)
         ref_cps = 2.0 ** klass

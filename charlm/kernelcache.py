@@ -112,14 +112,20 @@ def folder_cache(py_file: str, subpath: str) -> str:
     return os.path.join(DIR, f"{subpath}-{_folder_digest(os.path.dirname(os.path.abspath(py_file)))}")
 
 
+def cache_subpath(py_file: str) -> str:
+    """Numba's ``_CacheLocator.get_suitable_cache_subpath`` (the source folder's name and the SHA-1 of
+    its path), computed without importing Numba: a warm ``charlm train`` asks it before its first
+    step, which runs on NumPy (tests/test_install.py checks that both agree)."""
+    folder = os.path.dirname(os.path.abspath(py_file))
+    return "_".join([os.path.split(folder)[-1], hashlib.sha1(folder.encode()).hexdigest()])
+
+
 def _current_folders() -> list[str]:
     """The cache folders of the kernel source folders as they are now."""
-    from numba.core.caching import _CacheLocator
-
     out = []
     for sub in ("cpu", "cuda"):
         src = os.path.join(PACKAGE_DIR, "backends", sub, "jit.py")
-        out.append(folder_cache(src, _CacheLocator.get_suitable_cache_subpath(src)))
+        out.append(folder_cache(src, cache_subpath(src)))
     return out
 
 

@@ -126,11 +126,19 @@ class Trainer(BudgetedRun, ResumableRun):
         with ckpt.RunLock(spec.run_dir) if w.is_root else contextlib.nullcontext():
             if w.is_root:  # decided again under the lock: another trainer may have filled the directory
                 rundir.check_under_lock(spec.run_dir, fresh=not spec.resumed)
-            set_threads(cfg.threads or (distributed.threads_per_rank(w) if w.size > 1 else 0))
-            # first-ever start: the kernels compile in helper processes while the run reads the corpus and
-            # trains on the NumPy backend; it switches to them when they are ready (_use_compiled)
+            # A CPU run starts on the NumPy backend and switches to the compiled kernels (_use_compiled):
+            # after step 1 when they are in the cache (loading them and Numba costs ~0.6 s, after the
+            # first step instead of before it), else when the helpers that compile them are done (a
+            # first-ever start; they start now, while the corpus is read). A resumed run with its kernels
+            # cached, and an MPI rank, run them from the start.
             self.warm = spec.warm = warmup.start(self._kernel_options(), cfg, spec.device) if w.size == 1 else None
-            self._blas_limit = warmup.one_blas_thread() if self.warm is not None and spec.device == "cpu" else None
+            self.numpy_first = spec.device == "cpu" and w.size == 1 and (self.warm is not None or not spec.resumed)
+            spec.numpy_first = self.numpy_first
+            if self.numpy_first:
+                self._blas_limit = warmup.one_blas_thread()
+            else:
+                self._blas_limit = None
+                set_threads(cfg.threads or (distributed.threads_per_rank(w) if w.size > 1 else 0))
             try:
                 data = build_data(spec, notice=self.notice) if w.is_root else None
             except BaseException:
@@ -146,7 +154,7 @@ class Trainer(BudgetedRun, ResumableRun):
             self.mcfg = spec.model              # vocabulary size known now
             from .model import CharLM
 
-            device = "numpy" if self.warm is not None and spec.device == "cpu" else spec.device
+            device = "numpy" if self.numpy_first else spec.device
             self.model = CharLM(self.mcfg, seed=cfg.seed, device=device)
             if spec.source is not None and not spec.resumed:  # --init-from: the source's weights, new rows fresh
                 from .finetune import transfer
@@ -182,13 +190,15 @@ class Trainer(BudgetedRun, ResumableRun):
                     self.warm.stop()
 
     def _use_compiled(self) -> None:
-        """The helpers have compiled the kernels: from this step on the run uses them (same arrays)."""
-        self.model.use_backend("cpu")
+        """The kernels are in the cache: from this step on the run uses them (the same arrays)."""
         if self._blas_limit is not None:
             self._blas_limit.restore_original_limits()
             self._blas_limit = None
-        self.notice(f"kernels compiled ({self.elapsed:.0f}s into the run): step {self.step + 1:,} onwards "
-                    "runs them; until now it ran on NumPy (only a first-ever start does)")
+        set_threads(self.cfg.threads)
+        self.model.use_backend("cpu")
+        if self.warm is not None:  # after step 1 of a run whose kernels were cached, nothing to say
+            self.notice(f"kernels compiled ({self.elapsed:.0f}s into the run): step {self.step + 1:,} onwards "
+                        "runs them; until now it ran on NumPy (only a first-ever start does)")
 
     def _kernel_options(self) -> dict:
         """The model options that decide which kernels a run compiles, known before the corpus is read:
@@ -257,7 +267,7 @@ class Trainer(BudgetedRun, ResumableRun):
                     self.state = model.init_state(self.hi - self.lo)
                 x, y = self._window(epoch, k)
                 t0 = _clock()
-                if self.model.device == "numpy" and self.warm is not None and self.warm.ready():
+                if self.model.device == "numpy" and (self.warm.ready() if self.warm is not None else self.step):
                     self._use_compiled()
                 rng = np.random.default_rng((cfg.seed, self.step)) if self.mcfg.dropout > 0 else None
                 if rng is not None and self.world.size > 1:

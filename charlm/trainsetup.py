@@ -306,6 +306,7 @@ def preview_choice(spec: RunSpec, *, notice) -> None:
     if not spec.autosize:
         return
     set_threads(spec.train.threads)
+    spec.numpy_first = spec.device == "cpu"  # as the run will: the size calibration on NumPy
     run_dir = spec.run_dir
     with tempfile.TemporaryDirectory(prefix="charlm-preview-") as tmp:
         spec.run_dir = tmp
@@ -320,15 +321,23 @@ def _choose_size(spec: RunSpec, train_chars: int, vocab: int, notice) -> None:
     from . import autosize
 
     m = ModelConfig(vocab_size=vocab, **{"cell": autosize.CELL, **spec.model_options})
-    # a first-ever start calibrates on the NumPy backend, which its first steps run on (the helpers are
-    # still compiling): measured 0.8-1.1x the compiled kernels' speed (charlm.autosize)
-    cold = getattr(spec, "warm", None) is not None and spec.device == "cpu"
+    # a CPU run calibrates on the NumPy backend, which its first steps run on, and predicts the compiled
+    # kernels' speed from it (charlm.autosize): the same choice whether the kernel cache is cold or warm
+    numpy_first = getattr(spec, "numpy_first", False)
     choice = autosize.choose(spec.train, cell=m.cell, embed=m.embed, vocab=vocab, train_chars=train_chars,
-                             device="numpy" if cold else spec.device)
+                             device="numpy" if numpy_first else spec.device)
     spec.model_options.update({k: v for k, v in choice.model_options.items() if k not in spec.explicit})
     spec.train = spec.train.replace(**{k: v for k, v in choice.train_options.items() if k not in spec.explicit})
     spec.choice = choice
     notice(choice.line)
+
+
+def planned_threads(n: int) -> int:
+    """The thread count ``set_threads(n)`` gives Numba, without importing Numba."""
+    if not n:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cap = os.environ.get("NUMBA_NUM_THREADS", "")
+    return max(1, min(n, int(cap))) if cap.isdigit() and int(cap) > 0 else max(1, n)
 
 
 def set_threads(n: int) -> None:

@@ -29,7 +29,7 @@ def fixed_speed(monkeypatch):
     """The calibration reports 40k chars/s without running anything."""
     calls = []
 
-    def measure(cell, embed, vocab, device):
+    def measure(cell, embed, vocab, device, threads=0):
         calls.append((cell, embed, vocab, device))
         return 40_000.0
 

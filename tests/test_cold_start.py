@@ -43,8 +43,15 @@ class FakeWarmup:
         pass
 
 
-def _train(tmp_path, name, monkeypatch, warm):
+_INIT = CharLM.__init__
+
+
+def _train(tmp_path, name, monkeypatch, warm, compiled_only=False):
     monkeypatch.setattr(warmup, "start", lambda *a, **k: warm)
+    if compiled_only:  # the reference: every step on the compiled kernels
+        monkeypatch.setattr(CharLM, "__init__", lambda self, *a, device="cpu", **k: _INIT(self, *a, device="cpu", **k))
+    else:
+        monkeypatch.setattr(CharLM, "__init__", _INIT)
     devices = []
     real = _TRAIN_STEP
 
@@ -63,30 +70,34 @@ def _train(tmp_path, name, monkeypatch, warm):
 def test_numpy_first_then_compiled_gives_the_run_of_compiled_kernels(tmp_path, monkeypatch):
     cold_devices, cold = _train(tmp_path, "cold", monkeypatch, FakeWarmup(after=5))
     warm_devices, warm = _train(tmp_path, "warm", monkeypatch, None)
-    assert cold_devices == ["numpy"] * 5 + ["cpu"] * 7
-    assert warm_devices == ["cpu"] * 12
-    assert set(cold) == set(warm)
-    for k in warm:  # 12 Adam steps on both backends: equal to float32 rounding
-        np.testing.assert_allclose(cold[k], warm[k], rtol=0, atol=1e-4, err_msg=k)
+    ref_devices, ref = _train(tmp_path, "ref", monkeypatch, None, compiled_only=True)
+    assert cold_devices == ["numpy"] * 5 + ["cpu"] * 7  # helpers still compiling for 5 steps
+    assert warm_devices == ["numpy"] + ["cpu"] * 11     # kernels cached: loaded after step 1
+    assert ref_devices == ["cpu"] * 12
+    for run in (cold, warm):
+        assert set(run) == set(ref)
+        for k in ref:  # 12 Adam steps on both backends: equal to float32 rounding
+            np.testing.assert_allclose(run[k], ref[k], rtol=0, atol=1e-4, err_msg=k)
 
 
-def test_a_cold_choice_calibrates_on_numpy(monkeypatch):
+def test_a_cpu_run_calibrates_on_numpy(monkeypatch):
     seen = []
-    monkeypatch.setattr(autosize, "measure_reference", lambda cell, embed, vocab, device: seen.append(device) or 5e4)
+    monkeypatch.setattr(autosize, "measure_reference",
+                        lambda cell, embed, vocab, device, threads=0: seen.append(device) or 5e4)
     from charlm import trainsetup
 
     class Spec:
-        train, model_options, explicit, device, warm = TrainConfig(max_time=60.0), {}, set(), "cpu", object()
+        train, model_options, explicit, device, numpy_first = TrainConfig(max_time=60.0), {}, set(), "cpu", True
 
     trainsetup._choose_size(Spec, 10**6, 80, lambda msg: None)
-    Spec.warm = None
+    Spec.numpy_first = False  # a resumed run or an MPI rank: the compiled kernels from the start
     trainsetup._choose_size(Spec, 10**6, 80, lambda msg: None)
     assert seen == ["numpy", "cpu"]
 
 
 def test_numpy_calibration_predicts_the_compiled_speed():
     """On the NumPy backend the measured speed is scaled to the compiled kernels' (autosize.NUMPY_SPEEDUP)."""
-    import numba
+    from charlm.trainsetup import planned_threads
 
     raw = []
     orig = time.perf_counter
@@ -102,7 +113,7 @@ def test_numpy_calibration_predicts_the_compiled_speed():
     finally:
         time.perf_counter = orig
     T, B = autosize.CALIBRATION_SHAPE
-    want = T * B / 0.5 * autosize.NUMPY_SPEEDUP * numba.get_num_threads() ** autosize.THREAD_SCALING
+    want = T * B / 0.5 * autosize.NUMPY_SPEEDUP * planned_threads(0) ** autosize.THREAD_SCALING
     assert cps == pytest.approx(want)
 
 

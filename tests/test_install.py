@@ -173,3 +173,10 @@ def test_every_package_folder_is_installed():
             rel = init.parent.relative_to(folder).parts
             found.add(".".join((name,) + rel))
     assert found - listed == set(), f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
+
+
+def test_cache_subpath_is_numbas():
+    from numba.core.caching import _CacheLocator
+
+    for f in (kernelcache.__file__, os.path.join(os.path.dirname(kernelcache.__file__), "backends", "cpu", "jit.py")):
+        assert kernelcache.cache_subpath(f) == _CacheLocator.get_suitable_cache_subpath(f)

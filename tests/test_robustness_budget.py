@@ -45,7 +45,7 @@ def clock(monkeypatch):
 
 
 def slow_calibration(monkeypatch, clock, seconds):
-    def measure(*args):
+    def measure(*args, **kw):
         clock["t"] += seconds   # e.g. the first run on a machine compiles the kernels here
         return 50_000.0
 

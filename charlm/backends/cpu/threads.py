@@ -43,7 +43,8 @@ from contextlib import contextmanager
 
 import numba
 
-SPINCOUNT = "10000"
+from . import SPINCOUNT  # noqa: F401  (defined where configure() sets it, which must not import Numba)
+
 KEEP = 3
 PROBE = 16
 MAX_INTERVAL = 4096
