@@ -114,9 +114,9 @@ def main() -> None:
                       f"CPU median {_med(r[1] for r in reps)}; {_load()}", flush=True)
         env = {**os.environ, "NUMBA_CACHE_DIR": tempfile.mkdtemp(dir=tmp)}
         run = train("steps")[-1]
-        # fills the cache: no helpers, so every kernel compiles in the run (with helpers, step 1 would run on
-        # NumPy and the run would end before they are done)
-        fill = cli + ["train", args.corpus, *commands["steps"], *cell, "--out", run]
+        # fills the cache: no helpers, so every kernel compiles in the run, and 3 steps, since step 1 runs on
+        # NumPy and the compiled kernels take over from step 2 (with helpers, when they are done)
+        fill = cli + ["train", args.corpus, "--max-steps", "3", "--val-frac", "0.01", *cell, "--out", run]
         timed_train(fill, {**env, "CHARLM_WARMUP": "0"})
         for command in commands:
             timed_train(train(command), env, stop_after_first=True)  # its own kernels, if any
