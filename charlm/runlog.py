@@ -89,10 +89,11 @@ class RunLog:
 
     def train_line(self, rec: dict, max_steps: int, eta: float | None, first_step: float | None = None) -> None:
         """A progress line; ``first_step`` (seconds) replaces chars/s on the first step of a session, whose
-        time is mostly kernel compilation or cache loading (``chars_per_sec`` is null there)."""
+        time may include loading or compiling kernels (a resumed run; a fresh CPU run's step 1 runs on
+        NumPy and loads them after it) (``chars_per_sec`` is null there)."""
         self.write(rec)
         total = f"/{max_steps}" if max_steps else ""
-        speed = (f"first step {first_step:.2f}s (kernel compilation or cache load included)"
+        speed = (f"first step {first_step:.2f}s (any kernel loading included)"
                  if first_step is not None else f"{rec['chars_per_sec'] or 0:,.0f} chars/s")
         line = (f"step {rec['step']}{total} | epoch {rec['epoch']:.2f} | loss {rec['train_loss']:.4f} "
                 f"({rec['train_bpc']:.3f} bpc) | lr {rec['lr']:.2e} | grad {rec['grad_norm']:.2f} | {speed}")

@@ -14,9 +14,8 @@ every buffer is allocated once per window shape (``alloc``), so a step is a fixe
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import LazyCells, lazy_exports
+from ..cpu import empty, mul, to_device, to_host, zeros  # noqa: F401  (host arrays, as on the CPU; no Numba)
 
 name = "numpy"
 
@@ -27,24 +26,3 @@ def configure() -> None:
 
 cells = LazyCells(__name__)
 __getattr__ = lazy_exports(__name__, globals())
-
-
-def to_device(a):
-    return np.ascontiguousarray(a)
-
-
-def to_host(a):
-    return np.asarray(a)
-
-
-def zeros(shape, dtype=np.float32):
-    return np.zeros(shape, dtype=dtype)
-
-
-def empty(shape, dtype=np.float32):
-    return np.empty(shape, dtype=dtype)
-
-
-def mul(out, a, b):
-    """out = a * b elementwise."""
-    np.multiply(a, b, out=out)
