@@ -311,8 +311,9 @@ def profile(config, threads, steps):
 
     for attr, label in names.items():
         wrap(be, attr, label)
-    for attr, label in (("project", "input projection"), (f"{cell}_forward", f"{cell} fwd loop"),
-                        (f"{cell}_backward", f"{cell} bwd loop"), ("weight_grads", "weight grads + dx")):
+    for attr, label in (("input_projection", "input projection"), (f"{cell}_forward", f"{cell} fwd loop"),
+                        (f"{cell}_backward", f"{cell} bwd loop"), ("backward_weights", "weight grads + dx"),
+                        ("pack_weights", "permute + pack"), ("permute_rows", "permute + pack")):
         if hasattr(cellmod, attr):  # the phases inside cell.forward / cell.backward
             wrap(cellmod, attr, label)
     for _ in range(WARMUP):
