@@ -44,7 +44,7 @@ def kernels(f):
         ("onehot", embed._onehot, (m, I32)),
         ("xent_rows", loss._xent_rows, (m, I32, m, B, f, F64V)),
         ("scale", optim._scale, (v, f)), ("clip_value", optim._clip_value, (v, f)),
-        ("adam", optim._adam, (v, v, v, v) + (f,) * 7 + (B, B)),
+        ("adam", optim._adam, (v, v, v, v, types.UniTuple(f, 7), B, B)),
         ("sgd", optim._sgd, (v, v, v, f, f, f, B)),
         ("rmsprop", optim._rmsprop, (v, v, v, v) + (f,) * 5 + (B,)),
         ("lstm_gates", lstm._gates_step, (m, m, m, m, v, v)), ("lstm_dgates", lstm._dgates_step, (m,) * 7),

@@ -72,11 +72,12 @@ def _adam(
     g,  # (P,)
     m,  # (P,) in/out first moment
     v,  # (P,) in/out second moment
-    beta1, beta2, eps, wd, decay,  # scalars of p's dtype; decay = 1 - lr * wd (AdamW) or 1
-    step_size, bc2_sqrt,  # lr / (1 - beta1^step), sqrt(1 - beta2^step)
+    hyper,  # scalars of p's dtype: beta1, beta2, eps, wd, decay (1 - lr * wd for AdamW, else 1),
+    #         step_size = lr / (1 - beta1^step), bc2_sqrt = sqrt(1 - beta2^step)
     l2,  # True: Adam's L2 term g + wd * p
     first,  # step == 1: m and v start from zero
 ):
+    beta1, beta2, eps, wd, decay, step_size, bc2_sqrt = hyper
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
         gi = g[i]
         if l2:
@@ -98,8 +99,8 @@ def adam_step(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step):
     step_size = lr / (1.0 - beta1 ** step)
     bc2_sqrt = math.sqrt(1.0 - beta2 ** step)
     blocks, threads = launch.grid1d(p.size)
-    _adam[blocks, threads](p, g, m, v, t(beta1), t(beta2), t(eps), t(weight_decay), t(decay),
-                           t(step_size), t(bc2_sqrt), bool(weight_decay != 0 and not decoupled), step == 1)
+    hyper = tuple(t(x) for x in (beta1, beta2, eps, weight_decay, decay, step_size, bc2_sqrt))
+    _adam[blocks, threads](p, g, m, v, hyper, bool(weight_decay != 0 and not decoupled), step == 1)
 
 
 @jit
