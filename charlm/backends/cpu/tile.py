@@ -78,9 +78,14 @@ def _tile(mr, masked):
     ``nvalid`` columns only)."""
 
     @intrinsic
-    def tile(typingctx, C, ic, ldc, A, ia, sai, sak, B, ib, ldb, K, acc, nvalid):
-        sig = types.void(C, ic, ldc, A, ia, sai, sak, B, ib, ldb, K, acc, nvalid)
-        if not all(isinstance(a, types.Array) for a in (A, B, C)) or not (A.dtype == B.dtype == C.dtype):
+    def tile(typingctx, c, a, b, run):
+        """c = (C, ic, ldc), a = (A, ia, sai, sak), b = (B, ib, ldb), run = (K, acc, nvalid)."""
+        operands = (c, a, b, run)
+        if not all(isinstance(t, types.BaseTuple) for t in operands) or [len(t) for t in operands] != [3, 4, 3, 3]:
+            return None
+        C, A, B = c.types[0], a.types[0], b.types[0]
+        sig = types.void(c, a, b, run)
+        if not all(isinstance(t, types.Array) for t in (A, B, C)) or not (A.dtype == B.dtype == C.dtype):
             return None
         if C.dtype not in (types.float32, types.float64):
             return None
@@ -89,14 +94,16 @@ def _tile(mr, masked):
         suffix = f"v{lanes}f64" if wide else f"v{lanes}f32"
 
         def codegen(context, builder, signature, args):
-            tys = signature.args
+            vals = {}
+            for names, val, ty in zip((("C", "ic", "ldc"), ("A", "ia", "sai", "sak"), ("B", "ib", "ldb"),
+                                       ("K", "acc", "nvalid")), args, signature.args, strict=True):
+                vals.update(zip(names, zip(cgutils.unpack_tuple(builder, val, len(names)), ty.types, strict=True),
+                                strict=True))
             intp = context.get_value_type(types.intp)
             i32 = ir.IntType(32)
             vt = ir.VectorType(ir.DoubleType() if wide else ir.FloatType(), lanes)
             mt = ir.VectorType(ir.IntType(1), lanes)
             esize = 8 if wide else 4
-            vals = dict(zip(("C", "ic", "ldc", "A", "ia", "sai", "sak", "B", "ib", "ldb", "K", "acc", "nvalid"),
-                            zip(args, tys, strict=True), strict=True))
 
             def n(name):
                 return context.cast(builder, *vals[name], types.intp)
@@ -218,16 +225,17 @@ def _product(ta, mnk, a, B, bpos, beta, c):
             j0 = p * NR
             nv = min(NR, N - j0)
             bt = b0 + k0 * krow + p * pstep
+            b, run = (B, bt, ldb), (kc, acc, nv)
             for i0 in range(0, M4, MR):
                 if nv == NR:
-                    _full(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, B, bt, ldb, kc, acc, nv)
+                    _full((C, ic + i0 * ldc + j0, ldc), (A, a0 + i0 * sai, sai, sak), b, run)
                 else:
-                    _full_edge(C, ic + i0 * ldc + j0, ldc, A, a0 + i0 * sai, sai, sak, B, bt, ldb, kc, acc, nv)
+                    _full_edge((C, ic + i0 * ldc + j0, ldc), (A, a0 + i0 * sai, sai, sak), b, run)
             for i in range(M4, M):
                 if nv == NR:
-                    _row(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, B, bt, ldb, kc, acc, nv)
+                    _row((C, ic + i * ldc + j0, ldc), (A, a0 + i * sai, sai, sak), b, run)
                 else:
-                    _row_edge(C, ic + i * ldc + j0, ldc, A, a0 + i * sai, sai, sak, B, bt, ldb, kc, acc, nv)
+                    _row_edge((C, ic + i * ldc + j0, ldc), (A, a0 + i * sai, sai, sak), b, run)
 
 
 @kernel(inline="always")
