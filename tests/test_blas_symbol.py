@@ -28,7 +28,7 @@ def test_gemm_through_the_helper_computes_a_product():
 
     @njit
     def run(a, b, c):
-        gemm(False, True, 2, 3, 4, 1.0, a, 0, 4, b, 0, 4, 0.0, c, 0, 3)
+        gemm((False, True), (2, 3, 4), 1.0, (a, 0, 4), (b, 0, 4), 0.0, (c, 0, 3))
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((2, 4)), rng.standard_normal((3, 4))

@@ -13,8 +13,8 @@ from charlm.model import CharLM
 
 
 @njit(error_model="numpy")
-def _gemm(ta, tb, M, N, K, alpha, A, ia, lda, B, ib, ldb, beta, C, ic, ldc):
-    gemm(ta, tb, M, N, K, alpha, A, ia, lda, B, ib, ldb, beta, C, ic, ldc)
+def _gemm(trans, mnk, alpha, a, b, beta, c):
+    gemm(trans, mnk, alpha, a, b, beta, c)
 
 
 @pytest.mark.parametrize("dtype,tol", [(np.float32, 1e-5), (np.float64, 1e-12)])
@@ -29,7 +29,7 @@ def test_gemm_blocks_with_offsets_and_beta(dtype, tol, tb, M):
     want = C.copy()
     b = B[:, 2:2 + K].T if tb else B[:, 2:2 + N]
     want[:, 3:3 + N] = 0.5 * (A[:, 1:1 + K] @ b) + 2.0 * C[:, 3:3 + N]
-    _gemm(False, tb, M, N, K, 0.5, A, 1, K + 2, B, 2, B.shape[1], 2.0, C, 3, N + 4)
+    _gemm((False, tb), (M, N, K), 0.5, (A, 1, K + 2), (B, 2, B.shape[1]), 2.0, (C, 3, N + 4))
     np.testing.assert_allclose(C, want, rtol=0, atol=tol)
 
 

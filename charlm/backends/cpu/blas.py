@@ -7,7 +7,7 @@ column block of dz for a slice of dW's rows). So ``gemm`` calls the same BLAS th
 uses (SciPy's OpenBLAS, through Numba's helper ``numba_xxgemm``, resolved by name so the
 callers stay cacheable), in row-major terms:
 
-    gemm(ta, tb, M, N, K, alpha, A, ia, lda, B, ib, ldb, beta, C, ic, ldc)
+    gemm((ta, tb), (M, N, K), alpha, (A, ia, lda), (B, ib, ldb), beta, (C, ic, ldc))
         C[M x N] = alpha * op(A)[M x K] @ op(B)[K x N] + beta * C
     A, B, C are arrays of one float dtype (any shape; only their buffer is used), ia/ib/ic the
     element offset of the block's first entry, lda/ldb/ldc the row strides in elements.
@@ -35,22 +35,33 @@ ensure_blas()  # SciPy's BLAS must be importable; numba_xxgemm fetches its sgemm
 _CHAR = ir.IntType(8)
 
 
+_GROUPS = (("ta", "tb"), ("M", "N", "K"), "alpha", ("A", "ia", "lda"), ("B", "ib", "ldb"), "beta", ("C", "ic", "ldc"))
+
+
 @intrinsic
-def gemm(typingctx, ta, tb, M, N, K, alpha, A, ia, lda, B, ib, ldb, beta, C, ic, ldc):
+def gemm(typingctx, trans, mnk, alpha, a, b, beta, c):
+    groups = (trans, mnk, a, b, c)
+    if not all(isinstance(g, types.BaseTuple) for g in groups) or [len(g) for g in groups] != [2, 3, 3, 3, 3]:
+        return None
+    A, B, C = a.types[0], b.types[0], c.types[0]
     if not (isinstance(A, types.Array) and isinstance(B, types.Array) and isinstance(C, types.Array)):
         return None
     dt = C.dtype
     if A.dtype != dt or B.dtype != dt or dt not in (types.float32, types.float64):
         return None
     kind = "s" if dt == types.float32 else "d"
-    sig = types.void(ta, tb, M, N, K, alpha, A, ia, lda, B, ib, ldb, beta, C, ic, ldc)
+    sig = types.void(trans, mnk, alpha, a, b, beta, c)
 
     def codegen(context, builder, signature, args):
-        tys = signature.args
+        arg = {}
+        for names, val, ty in zip(_GROUPS, args, signature.args, strict=True):
+            if isinstance(names, str):
+                arg[names] = (val, ty)
+            else:
+                arg.update(zip(names, zip(cgutils.unpack_tuple(builder, val, len(names)), ty.types, strict=True),
+                               strict=True))
         intp = context.get_value_type(types.intp)
         ptr = ir.IntType(8).as_pointer()
-        names = ("ta", "tb", "M", "N", "K", "alpha", "A", "ia", "lda", "B", "ib", "ldb", "beta", "C", "ic", "ldc")
-        arg = dict(zip(names, zip(args, tys, strict=True), strict=True))
 
         def integer(name):
             return context.cast(builder, *arg[name], types.intp)

@@ -35,7 +35,7 @@ def _linear_forward(
     for c in prange(nc):
         n0 = c * N // nc
         n1 = (c + 1) * N // nc
-        gemm(False, True, n1 - n0, O, I, 1.0, x, n0 * I, I, w, 0, I, 0.0, out, n0 * O, O)
+        gemm((False, True), (n1 - n0, O, I), 1.0, (x, n0 * I, I), (w, 0, I), 0.0, (out, n0 * O, O))
         for n in range(n0, n1):
             row = out[n]  # (O,)
             for k in range(O):
@@ -60,10 +60,10 @@ def _linear_backward(
         if has_dx:
             n0 = c * N // nc
             n1 = (c + 1) * N // nc
-            gemm(False, False, n1 - n0, I, O, 1.0, dout, n0 * O, O, w, 0, I, 0.0, dx, n0 * I, I)
+            gemm((False, False), (n1 - n0, I, O), 1.0, (dout, n0 * O, O), (w, 0, I), 0.0, (dx, n0 * I, I))
         o0 = c * O // nc
         o1 = (c + 1) * O // nc
-        gemm(True, False, o1 - o0, I, N, 1.0, dout, o0, O, x, 0, I, 0.0, dw, o0 * I, I)
+        gemm((True, False), (o1 - o0, I, N), 1.0, (dout, o0, O), (x, 0, I), 0.0, (dw, o0 * I, I))
         dbc = db[o0:o1]  # (o1 - o0,)
         for k in range(o1 - o0):
             dbc[k] = 0

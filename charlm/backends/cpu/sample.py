@@ -151,7 +151,7 @@ def _mm(out, inp, wT):
     B, K = inp.shape
     N = out.shape[1]
     if B >= GEMM_ROWS:
-        gemm(False, False, B, N, K, 1.0, inp, 0, K, wT, 0, N, 1.0, out, 0, N)
+        gemm((False, False), (B, N, K), 1.0, (inp, 0, K), (wT, 0, N), 1.0, (out, 0, N))
     else:
         _matacc(out, inp, wT)
 
