@@ -55,6 +55,32 @@ def test_follows_the_load_both_ways():
     assert used[-100:].count(2) >= 95            # quiet again: back to all threads
 
 
+def test_one_slow_sample_does_not_keep_the_wrong_count():
+    # all threads are faster, but their first timed call lost a time slice (a host stole it)
+    s = threads.Site(2)
+    cost = lambda n, i: (3.0 if i == 1 else 0.6) if n == 2 else 1.0   # 5x its usual time
+    used = drive(s, cost, 400)
+    back = next(i for i in range(2, 400) if used[i] == 2)   # the first try after the slow sample
+    assert used[back:back + 50].count(2) >= 46                 # its good result is confirmed at once
+    assert back <= 3 * threads.PROBE + threads.KEEP
+
+
+def test_lucky_tries_under_load_cost_little():
+    # 2 threads are 20x slower, except one try in four that happens to get both cores
+    s = threads.Site(2)
+    tries = []
+    cost = lambda n, i: (0.5 if len(tries) % 4 == 3 else 20.0) if n == 2 else 1.0
+
+    def timed(n, i):
+        if n == 2:
+            tries.append(i)
+        return cost(n, i)
+
+    used = drive(s, timed, 5000)
+    assert used[-200:].count(1) >= 190
+    assert sum(cost(2, 0) for _ in tries) < 0.2 * len(used)    # the extra tries stay a small cost
+
+
 def test_pinned_and_restored():
     numba.set_num_threads(2)
     threads.adapt(False)

@@ -16,11 +16,16 @@ short spin, 400 with passive waiting and 512 with 1 thread. Two measures:
    shape) with the thread count it chose, and uses the count whose recent calls were fastest
    (median of the last ``KEEP``). Candidates are the ceiling (Numba's thread count when the site is
    entered: every core, or ``--threads``) and 1. The first call of a site is not counted
-   (compilation, thread start-up). The other candidate is re-tried after
-   ``PROBE * ratio`` calls (ratio = how much slower it was; the interval doubles after each try
-   that confirms the choice, up to ``MAX_INTERVAL``), and at least every ``PROBE_SECONDS`` when
+   (compilation, thread start-up). The other candidate is re-tried after ``PROBE * ratio``
+   calls (ratio = how much slower it was; the interval doubles after each try that confirms the
+   choice, up to ``MAX_INTERVAL``), and at least every ``PROBE_SECONDS`` when
    that costs under 1/20 of the time, so a machine that quiets down gets its threads back. The
-   tries cost about 1/PROBE of the time at first, then less.
+   tries cost about 1/PROBE of the time at first, then less. A try that comes in faster than the
+   current choice's median is repeated at once (up to ``KEEP`` in a row): on a virtual machine whose
+   host steals time slices, one slow sample used to keep a site on the wrong count until the next
+   try (seen: `charlm eval`-like B 64 windows of M lstm on a quiet 2-core Xeon, layer 0 stuck on 1
+   thread at 55-65 ms a window against 31-38 ms on 2, for 8 reps of 0.5 s: 32-49k chars/s against
+   63-80k).
 
 Measured with bench/bench_train.py --sections busy,busy-old (2-core Zen 3, one busy process started
 by the bench on a machine already at load 8-15; median ratio to the same code pinned to 1 thread,
@@ -75,7 +80,7 @@ def adaptive() -> bool:
 class Site:
     """What one call site has measured: recent seconds per candidate thread count, and when to try again."""
 
-    __slots__ = ("ceiling", "times", "warm", "current", "calls", "interval", "last_probe")
+    __slots__ = ("ceiling", "times", "warm", "current", "calls", "interval", "last_probe", "again")
 
     def __init__(self, ceiling: int):
         self.ceiling = ceiling
@@ -85,6 +90,7 @@ class Site:
         self.calls = 0             # calls since the last try of another candidate
         self.interval = PROBE
         self.last_probe = time.monotonic()
+        self.again = 0             # tries of the other candidate to make at once (a try that came in faster)
 
     def _median(self, n):
         t = sorted(self.times[n])
@@ -99,6 +105,8 @@ class Site:
         if not other:
             return self.current
         alt = other[0]
+        if self.again:
+            return alt
         cur, alt_t = self._median(self.current), self._median(alt)
         ratio = alt_t / cur if cur > 0 else 1.0
         due = self.calls >= self.interval * max(1.0, ratio)
@@ -115,6 +123,10 @@ class Site:
         if n != self.current:
             self.last_probe = time.monotonic()
             self.calls = 0
+            cur = self._median(self.current)
+            # faster than the current choice: try again at once (up to KEEP in a row), so one slow
+            # sample (a stolen time slice) does not keep the site on the wrong count for long
+            self.again = (self.again - 1 if self.again else KEEP - 1) if cur is not None and seconds < cur else 0
         else:
             self.calls += 1
         measured = [m for m in self.times if self.times[m]]
@@ -122,7 +134,7 @@ class Site:
             return
         best = min(measured, key=self._median)
         if best != self.current:
-            self.current, self.interval = best, PROBE
+            self.current, self.interval, self.again = best, PROBE, 0
         elif n != self.current:    # a try that confirmed the choice: try less often
             self.interval = min(2 * self.interval, MAX_INTERVAL)
 
