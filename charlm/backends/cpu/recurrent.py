@@ -14,7 +14,8 @@ the gate buffers of the cells use it throughout.
 
 Backward: the same unit split and one fork-join per step (dh_t for a chunk's units needs dz_{t+1}
 of every chunk); then ``weight_grads`` gives each thread its rows of dx and its chunk's rows of
-dW_ih and dW_hh (one GEMM each over all T*B rows), written back in PyTorch's order. Measured
+dW_ih and dW_hh (one GEMM each over all T*B rows; dW reads x or h in K blocks that
+``tile.gemm_kpacked`` packs into the thread's ``Packed.wg``), written back in PyTorch's order. Measured
 alternative, dropped: the loop on one thread with the weight gradients of finished blocks of
 steps computed beside it (no per-step barrier) was 2% faster at S, even at M and 12% slower at L,
 where the per-step GEMMs of the split loop are already as fast as the whole-width ones.
@@ -81,6 +82,12 @@ class Packed(NamedTuple):
     hh: np.ndarray  # nc blocks of strides[0]: chunk k's panels of wp_hh[its G*hk rows]^T (H x G*hk): the step
     dh: np.ndarray  # nc blocks of strides[1]: chunk k's panels of wp_hh[:, its hk units] (G*H x hk): dh_t
     strides: np.ndarray  # (2,) int64
+    wg: np.ndarray  # nc blocks of wg_stride(I, H): each thread's packed K block of x or h (``weight_grads``)
+
+
+def wg_stride(I, H):
+    """Floats of one thread's block of ``Packed.wg``."""
+    return tile.panels(tile.KW, max(I, H))
 
 
 def packed(holder, nc, G, I, H, dtype):
@@ -91,7 +98,7 @@ def packed(holder, nc, G, I, H, dtype):
         strides = np.array([tile.panels(H, G * hk), tile.panels(G * H, hk)], np.int64)
         z = lambda n: np.zeros(n, dtype)
         pk = holder[0] = Packed(nc, z(tile.panels(I, G * H)), z(tile.panels(G * H, I)),
-                                z(nc * strides[0]), z(nc * strides[1]), strides)
+                                z(nc * strides[0]), z(nc * strides[1]), strides, z(nc * wg_stride(I, H)))
     return pk
 
 
@@ -144,13 +151,14 @@ def weight_grads(
     dbs,  # (2, G*H) permuted sums of dzi (row 0) and dzh (row 1) over all T*B rows
     x,  # (T, B, I) the layer's input
     h,  # (T+1, B, H) h[0] = h0, h[t+1] = h_t: rows 0..T-1 are the previous states
-    pdx,  # Packed.dx: panels of wp_ih
+    pks,  # (Packed.dx: panels of wp_ih, Packed.wg, wg_stride(I, H))
     G,  # gates
     nc,  # unit chunks used by the loop (the permutation): one per thread
     with_x,  # False: dx and dwp_ih are the caller's (a folded embedding, see ``fold``); x is not read
 ):
     dw_ih, dw_hh, db_ih, db_hh = g
     dwp_ih, dwp_hh = dwp
+    pdx, pwg, wstride = pks
     dzi, dzh = dz
     T, B, GH = dzi.shape
     I = dw_ih.shape[1]
@@ -166,8 +174,8 @@ def weight_grads(
         hk = u1 - u0
         p0 = G * u0
         if with_x:
-            tile.gemm(True, (G * hk, I, N), (dzi, p0, GH), (x, 0, I), 0, (dwp_ih, p0 * I, I))
-        tile.gemm(True, (G * hk, H, N), (dzh, p0, GH), (h, 0, H), 0, (dwp_hh, p0 * H, H))
+            tile.gemm_kpacked(True, (G * hk, I, N), (dzi, p0, GH), (x, 0, I), (dwp_ih, p0 * I, I), (pwg, k * wstride))
+        tile.gemm_kpacked(True, (G * hk, H, N), (dzh, p0, GH), (h, 0, H), (dwp_hh, p0 * H, H), (pwg, k * wstride))
         for g in range(G):
             for u in range(hk):
                 src = p0 + g * hk + u
@@ -200,6 +208,10 @@ def backward_weights(g, dx, dwp_ih, dwp_hh, dz, dbs, x, h, pk, G, nc):
     if isinstance(x, fold.Folded):
         fold.scatter(x.dtab, x.ids, dz[0], width())
         fold.input_grads(dwp_ih, x.demb, x.dtab, x.emb, pk.dx)
-        weight_grads(grads, h, (dwp_ih, dwp_hh), dz, dbs, h, h, pk.dx, G, nc, False)
+        weight_grads(grads, h, (dwp_ih, dwp_hh), dz, dbs, h, h, _pks(pk, nc), G, nc, False)
     else:
-        weight_grads(grads, dx, (dwp_ih, dwp_hh), dz, dbs, x, h, pk.dx, G, nc, True)
+        weight_grads(grads, dx, (dwp_ih, dwp_hh), dz, dbs, x, h, _pks(pk, nc), G, nc, True)
+
+
+def _pks(pk, nc):
+    return pk.dx, pk.wg, pk.wg.size // nc
