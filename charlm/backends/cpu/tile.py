@@ -296,13 +296,15 @@ def gemm_packed(ta, mnk, a, p, beta, c):
              (C.reshape(-1), ic, ldc))
 
 
-@kernel(inline="always")
+@kernel
 def gemm_kpacked(ta, mnk, a, b, c, p):
     """C[M x N] = op(A) @ B (beta 0) with B read KW rows at a time: each block is packed into
     p = (P, ip) (room for ``panels(KW, N)`` floats) and multiplied from there, so it stays in L1
     across the row tiles. For the weight gradients (K = T*B rows, B = the layer's input or h):
     see ``KW``. a, b, c as in ``gemm``. Same results as ``gemm``, bit for bit (each element's
-    products are summed in the same order)."""
+    products are summed in the same order). Not inlined: inlined into ``recurrent.weight_grads``
+    (twice) it added 2.5-4 s of CPU to a cold compile of a cell's kernels (gru 2x12, 20.7-24.5 s
+    before, 24.9-28.6 s after)."""
     M, N, K = mnk
     A, ia, lda = a
     B, ib, ldb = b
