@@ -68,17 +68,17 @@ def test_one_slow_sample_does_not_keep_the_wrong_count():
 def test_lucky_tries_under_load_cost_little():
     # 2 threads are 20x slower, except one try in four that happens to get both cores
     s = threads.Site(2)
-    tries = []
-    cost = lambda n, i: (0.5 if len(tries) % 4 == 3 else 20.0) if n == 2 else 1.0
+    tries = []                                                 # the seconds of each call on 2 threads
 
     def timed(n, i):
-        if n == 2:
-            tries.append(i)
-        return cost(n, i)
+        if n != 2:
+            return 1.0
+        tries.append(0.5 if len(tries) % 4 == 3 else 20.0)
+        return tries[-1]
 
     used = drive(s, timed, 5000)
     assert used[-200:].count(1) >= 190
-    assert sum(cost(2, 0) for _ in tries) < 0.2 * len(used)    # the extra tries stay a small cost
+    assert sum(tries) - len(tries) < 0.2 * len(used)           # what the tries cost beyond 1 thread's time
 
 
 def test_pinned_and_restored():

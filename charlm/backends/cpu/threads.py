@@ -24,7 +24,7 @@ short spin, 400 with passive waiting and 512 with 1 thread. Two measures:
    current choice's median is repeated at once (up to ``KEEP`` in a row): on a virtual machine whose
    host steals time slices, one slow sample used to keep a site on the wrong count until the next
    try (seen: `charlm eval`-like B 64 windows of M lstm on a quiet 2-core Xeon, layer 0 stuck on 1
-   thread at 55-65 ms a window against 31-38 ms on 2, for 8 reps of 0.5 s: 32-49k chars/s against
+   thread at 54-72 ms a window against 28-38 ms on 2, for 8 reps of 0.5 s: 32-49k chars/s against
    63-80k).
 
 Measured with bench/bench_train.py --sections busy,busy-old (2-core Zen 3, one busy process started

@@ -303,8 +303,8 @@ def gemm_kpacked(ta, mnk, a, b, c, p):
     across the row tiles. For the weight gradients (K = T*B rows, B = the layer's input or h):
     see ``KW``. a, b, c as in ``gemm``. Same results as ``gemm``, bit for bit (each element's
     products are summed in the same order). Not inlined: inlined into ``recurrent.weight_grads``
-    (twice) it added 2.5-4 s of CPU to a cold compile of a cell's kernels (gru 2x12, 20.7-24.5 s
-    before, 24.9-28.6 s after)."""
+    (twice), a cold compile of a cell's kernels took 25.7-27.1 s of CPU (gru 2x12, quiet), called
+    24.2-26.2 s, and ``gemm`` in place before it 24.1-24.9 s (about 1 s of noise)."""
     M, N, K = mnk
     A, ia, lda = a
     B, ib, ldb = b
