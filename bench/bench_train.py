@@ -6,6 +6,7 @@
     python bench/bench_train.py --sections train --sides charlm,charlm-blas   thread policy: Numba vs BLAS
     python bench/bench_train.py --sections busy-old   the old default (all threads, long spin) beside a busy process
     python bench/bench_train.py --profile M-lstm      per-phase time of charlm's training step
+                                                      (M-lstm:eval, M-lstm:eval1: of an evaluation window)
     python bench/bench_train.py --startup             first-ever JIT compile and `charlm sample` start-up
 
 Sections (each a table; first side / second side):
@@ -288,8 +289,11 @@ class Worker:
 # ----------------------------------------------------------------------- profile (charlm only)
 def profile(config, threads, steps):
     """Time every backend call of charlm's step by wrapping the backend functions the model calls."""
-    size, cell, L, H, B, T, _ = parse_config(config)
-    step, model = charlm_stepper(cell, L, H, B, T, threads)
+    size, cell, L, H, B, T, task = parse_config(config)
+    if task not in ("train", "eval", "eval1"):
+        raise SystemExit(f"--profile takes a training or evaluation config, not {config!r}")
+    make = charlm_stepper if task == "train" else charlm_eval_stepper
+    step, model = make(cell, L, H, B, T, threads)
     be, cellmod = model.backend, model.cell
     totals: dict[str, float] = {}
     names = {"embed_forward": "embed fwd", "linear_forward": "head fwd", "xent": "xent",

@@ -72,7 +72,13 @@ NV = 4 if REGISTERS >= 32 else 3
 # 6400x256: 58 vs 29 GFLOP/s, 1 thread), but inside a training step the two were level
 # (bench_train, PyTorch ratio BLAS / tile: S 1.27 / 1.24, M lstm 1.20 / 1.26, L 1.23 / 1.20).
 NR = NV * VW  # columns of a tile
-KC = 256  # K block
+# K block: a panel's block of B (KC x NR floats) stays in L1 across the row tiles. With AVX-512
+# (NR 64) KC 256 made it 64 KB, more than a 48 KB L1; KC 128 (32 KB) ran the recurrent step's
+# product 1.08-1.11x faster (quiet 2-core Xeon, 1 thread, median of 31 interleaved reps in one
+# process: 64x256 @ 256x1024 (M lstm step) 1.11 and 1.12, 64x256 @ 256x512 1.08, 64x512 @
+# 512x1024 1.08 and 1.13; KC 64 1.09, 192 1.00-1.07). With AVX2 (NR 24) a 256-row block is 24 KB.
+# The block changes no result: each element's products are summed in the same order either way.
+KC = 128 if NR * 4 * 256 > 32 * 1024 else 256
 # K block of ``gemm_kpacked`` (the weight gradients): 64 rows of B, packed, stay in L1 across all
 # the row tiles. Measured (quiet 2-core Xeon, AVX-512, 1 thread, median of 15 interleaved pairs
 # against ``gemm`` reading B in place, bitwise the same results): dz^T (512 x 6400) @ h (6400 x 256)
