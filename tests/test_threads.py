@@ -104,8 +104,8 @@ def test_pinned_and_restored():
 def test_results_do_not_depend_on_the_thread_count_chosen(cell, monkeypatch):
     cfg = ModelConfig(vocab_size=11, cell=cell, layers=2, hidden=12, embed=5)
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 11, (7, 3)).astype(np.int32)
-    y = rng.integers(0, 11, (7, 3)).astype(np.int32)
+    x = rng.integers(0, 11, (7, 16)).astype(np.int32)  # B 16: the loops run on the row split
+    y = rng.integers(0, 11, (7, 16)).astype(np.int32)
     numba.set_num_threads(2)
     out = {}
     for chosen in (2, 1):
@@ -114,8 +114,8 @@ def test_results_do_not_depend_on_the_thread_count_chosen(cell, monkeypatch):
         used = []
         monkeypatch.setattr(threads.Site, "record", lambda self, n, sec, used=used: used.append(n))
         m = CharLM(cfg, seed=1)
-        loss, _ = m.train_step(x, y, m.init_state(3))
-        out[chosen] = (loss, m.grad_flat.copy(), m.loss(x, y, m.init_state(3))[0])
+        loss, _ = m.train_step(x, y, m.init_state(16))
+        out[chosen] = (loss, m.grad_flat.copy(), m.loss(x, y, m.init_state(16))[0])
         assert set(used) == {chosen}
     assert out[1][0] == out[2][0] and out[1][2] == out[2][2]
     np.testing.assert_array_equal(out[1][1], out[2][1])

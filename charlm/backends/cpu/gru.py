@@ -10,18 +10,19 @@ Gate layout: the 3H rows of w_ih (3H, I), w_hh (3H, H), b_ih, b_hh (3H,) are r, 
 The n gate's hidden part is multiplied by r, so its pre-activation gradient differs between
 the input side (dn_pre) and the hidden side (dn_pre * r): backward keeps both.
 
-Speed design (threads and gate order: see ``recurrent``): the input projection of all T steps
-is one GEMM written straight into ``gp`` (split over rows). The recurrence splits the hidden
-units: at each step thread k computes h_{t-1} W_hh[its units]^T into its columns of ``hw`` (one
-GEMM, all B rows) and runs the fused, vectorizable gate loop for its units; one fork-join per
-step. Backward, per step and unit chunk: dh_t[its units] = z * dh_{t+1} (left there by the gate
-loop) + dgh_{t+1} W_hh[:, its units] (a GEMM with beta = 1), then the gate-gradient loop (which
-also sums the bias gradients of its columns); after the loop dW_ih, dW_hh and dx are window
-GEMMs. ``h`` holds T+1 rows with row 0 = h0, so the previous state of every step is the
-contiguous slice h[:T]. Backward writes the input-side gradients to their own buffer ``dgi``
-(forward's activations in ``gp`` stay as they were), so backward may run again on the same
-forward. (It used to overwrite ``gp`` and guard a second backward with a flag; measured in
-issue 14's cleanup: the separate buffer costs no time at B=64, T=100, H=256..512.)
+Speed design (threads and gate order: see ``recurrent``): the input projection of all T steps is
+one GEMM written straight into ``gp`` (split over rows). The recurrence splits the hidden units:
+at each step thread k computes h_{t-1} W_hh[its units]^T into its columns of ``hw`` (one GEMM, all
+B rows) and runs the fused, vectorizable gate loop for its units; one fork-join per step. (When
+W_hh fits in half an L2, the row split runs the same calls with each thread's rows through all
+steps instead: ``recurrent.row_split``.) Backward, per step and unit chunk: dh_t[its units] = z *
+dh_{t+1} (left there by the gate loop) + dgh_{t+1} W_hh[:, its units] (a GEMM with beta = 1), then
+the gate-gradient loop (which also sums the bias gradients of its columns); after the loop dW_ih,
+dW_hh and dx are window GEMMs. ``h`` holds T+1 rows with row 0 = h0, so the previous state of
+every step is the contiguous slice h[:T]. Backward writes the input-side gradients to their own
+buffer ``dgi`` (forward's activations in ``gp`` stay as they were), so backward may run again on
+the same forward. (It used to overwrite ``gp`` and guard a second backward with a flag; measured
+in issue 14's cleanup: the separate buffer costs no time at B=64, T=100, H=256..512.)
 
 Activation memory, floats per layer (x4 bytes in float32):
     kept for backward: h (T+1)BH + gates 3TBH + hn TBH; backward scratch: dgi 3TBH, dgh 3TBH,
@@ -44,7 +45,7 @@ from .fold import Folded  # noqa: F401  (re-exported: the cell's folded-input ty
 from .fold import alloc as fold_alloc  # noqa: F401
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
-from .recurrent import backward_weights, input_projection, pack_weights, packed, permute_rows, split
+from .recurrent import backward_weights, input_projection, pack_weights, packed, permute_rows, row_split, split
 from .threads import by_workspace, governed, width
 
 FOLDS = True  # forward/backward accept a fold.Folded as x (the embedding folded in)
@@ -68,6 +69,7 @@ class Workspace(NamedTuple):
     dbs: np.ndarray  # (2, 3H) permuted bias gradients: input side, hidden side
     dh: np.ndarray  # (B, H) dLoss/dh carried backwards
     nc: np.ndarray  # (1,) int64: unit chunks of the last forward (its permutation)
+    nr: np.ndarray  # (1,) int64: row chunks of the last forward's loops (``recurrent.row_split``)
     pk: list  # [recurrent.Packed]: the weights packed for the tile GEMM (made by the first forward)
 
 
@@ -78,7 +80,7 @@ def alloc(T, B, I, H, dtype=np.float32):
     return Workspace(h=h, hs=h[1:], gp=z(T, B, G * H), hn=z(T, B, H), hw=z(B, G * H), dgi=z(T, B, G * H),
                      dgh=z(T, B, G * H), wp_ih=z(G * H, I), wp_hh=z(G * H, H), dwp_ih=z(G * H, I),
                      dwp_hh=z(G * H, H), bp=z(2, G * H, 1), dbs=z(2, G * H), dh=z(B, H), nc=np.ones(1, np.int64),
-                     pk=[None])
+                     nr=np.ones(1, np.int64), pk=[None])
 
 
 @kernel
@@ -89,20 +91,24 @@ def _fwd_units(
     hw,  # (B, 3H) scratch (this chunk's columns)
     hh,  # Packed.hh
     ip,  # offset of this chunk's panels in hh
-    bp,  # (3H,) permuted: b_ih + b_hh (r, z), b_ih (n)
-    b_hh,  # (3H,) PyTorch order (its n part, b_hn, is used)
-    t, u0, u1,
+    bias,  # bp (3H,) permuted: b_ih + b_hh (r, z), b_ih (n); b_hh (3H,) PyTorch order (its n part, b_hn, is used)
+    t,
+    units,  # (u0, u1): this chunk's units
+    rows,  # (b0, b1): the rows to run (all B, or a row chunk)
 ):
+    bp, b_hh = bias
+    u0, u1 = units
+    b0, b1 = rows
     T, B, H3 = gp.shape
     H = H3 // 3
     hk = u1 - u0
-    tile.gemm_packed(False, (B, 3 * hk, H), (h, t * B * H, H), (hh, ip), 0, (hw, 3 * u0, H3))
+    tile.gemm_packed(False, (b1 - b0, 3 * hk, H), (h, (t * B + b0) * H, H), (hh, ip), 0, (hw, b0 * H3 + 3 * u0, H3))
     bb = bp[3 * u0:3 * u1]  # (3hk,)
     br, bz, bin_ = bb[:hk], bb[hk:2 * hk], bb[2 * hk:]  # (hk,) each
     bhn = b_hh[2 * H + u0:2 * H + u1]  # (hk,)
     # One 1-D view per gate, indexed by j only: with offsets into one row (g[H + j], g[2H + j])
     # LLVM left this loop scalar (measured 6x slower at B=64, H=256).
-    for b in range(B):
+    for b in range(b0, b1):
         gb, wb = gp[t, b, 3 * u0:3 * u1], hw[b, 3 * u0:3 * u1]  # (3hk,)
         gr, gz, gn = gb[:hk], gb[hk:2 * hk], gb[2 * hk:]  # (hk,) each
         wr, wz, wn = wb[:hk], wb[hk:2 * hk], wb[2 * hk:]  # (hk,) each
@@ -130,39 +136,52 @@ def gru_forward(
     hstride,  # Packed.strides[0]
     bp,  # (3H,) permuted bias (see _fwd_units)
     b_hh,  # (3H,)
-    nc,  # unit chunks
+    split,  # (nc, nr): unit chunks, row chunks (nr > 1: the row split, see ``recurrent``)
 ):
     T, B, H3 = gp.shape
     H = H3 // 3
+    nc, nr = split
     for b in range(B):  # copy first: h0 may alias h[T] (carried state)
         for j in range(H):
             h[0, b, j] = h0[b, j]
+    if nr > 1:
+        for r in prange(nr):  # row chunk r through every step: one fork-join per window
+            for t in range(T):
+                for k in range(nc):
+                    _fwd_units(h, gp, hn, hw, hh, k * hstride, (bp, b_hh), t, (k * H // nc, (k + 1) * H // nc),
+                               (r * B // nr, (r + 1) * B // nr))
+        return
     for t in range(T):
         for k in prange(nc):
-            _fwd_units(h, gp, hn, hw, hh, k * hstride, bp, b_hh, t, k * H // nc, (k + 1) * H // nc)
+            _fwd_units(h, gp, hn, hw, hh, k * hstride, (bp, b_hh), t, (k * H // nc, (k + 1) * H // nc), (0, B))
 
 
 @kernel
 def _bwd_units(
-    dgi,  # (T, B, 3H) out: input-side dLoss/dpre (this chunk's columns of row t)
+    dg,  # out: dgi, dgh (T, B, 3H): input-side and hidden-side dLoss/dpre (this chunk's columns of row t)
     gp,  # (T, B, 3H) activations from forward
-    dgh,  # (T, B, 3H) out: hidden-side dLoss/dpre (this chunk's columns of row t)
     dbs,  # (2, 3H) in/out: permuted bias-gradient sums
     dh,  # (B, H) in: z * dh_{t+1} (this chunk's units); out: z * dh_t
     h,  # (T+1, B, H) from forward
     hn,  # (T, B, H) from forward
     dhp,  # Packed.dh from this chunk's panels on
     dhs,  # (T, B, H) dLoss/dh_t from above
-    t, u0, u1,
+    t,
+    units,  # (u0, u1): this chunk's units
+    rows,  # (b0, b1)
 ):
+    dgi, dgh = dg
+    u0, u1 = units
+    b0, b1 = rows
     T, B, H3 = gp.shape
     H = H3 // 3
     hk = u1 - u0
     if t < T - 1:  # dh_t = z * dh_{t+1} + dgh_{t+1} W_hh for this chunk's units
-        tile.gemm_packed(False, (B, hk, H3), (dgh, (t + 1) * B * H3, H3), (dhp, 0), 1, (dh, u0, H))
+        tile.gemm_packed(False, (b1 - b0, hk, H3), (dgh, ((t + 1) * B + b0) * H3, H3), (dhp, 0), 1,
+                         (dh, b0 * H + u0, H))
     si, sh = dbs[0, 3 * u0:3 * u1], dbs[1, 3 * u0:3 * u1]  # (3hk,) each
     sir, siz, sin_, shn = si[:hk], si[hk:2 * hk], si[2 * hk:], sh[2 * hk:]  # (hk,) each
-    for b in range(B):  # 1-D views indexed by j only, as in the forward
+    for b in range(b0, b1):  # 1-D views indexed by j only, as in the forward
         gb, ib, db = gp[t, b, 3 * u0:3 * u1], dgi[t, b, 3 * u0:3 * u1], dgh[t, b, 3 * u0:3 * u1]  # (3hk,)
         gr, gz, gn = gb[:hk], gb[hk:2 * hk], gb[2 * hk:]  # (hk,) each
         dr_i, dz_i, dn_i = ib[:hk], ib[hk:2 * hk], ib[2 * hk:]  # (hk,) each
@@ -198,13 +217,14 @@ def gru_backward(
     dh,  # (B, H) scratch
     h,  # (T+1, B, H) from forward
     hn,  # (T, B, H) from forward
-    dhp,  # Packed.dh: per chunk, panels of W_hh's columns for its units
-    dstride,  # Packed.strides[1]
+    dhp,  # (Packed.dh: per chunk, panels of W_hh's columns for its units, Packed.strides[1])
     dhs,  # (T, B, H) dLoss/dh_t from above
     dhT,  # (B, H) dLoss/dh_{T-1} from the future
-    nc,  # unit chunks (as in the forward)
+    split,  # (nc, nr) as in the forward
 ):
     dgi, dgh = dg
+    dhp, dstride = dhp
+    nc, nr = split
     T, B, H3 = gp.shape
     H = H3 // 3
     for b in range(B):
@@ -213,9 +233,22 @@ def gru_backward(
     for k in range(H3):
         dbs[0, k] = 0
         dbs[1, k] = 0
-    for t in range(T - 1, -1, -1):
-        for k in prange(nc):
-            _bwd_units(dgi, gp, dgh, dbs, dh, h, hn, dhp[k * dstride:], dhs, t, k * H // nc, (k + 1) * H // nc)
+    if nr > 1:
+        part = np.zeros((nr, 2, H3), gp.dtype)  # (nr, 2, 3H) each row chunk's bias-gradient sums
+        for r in prange(nr):  # row chunk r back through every step: one fork-join per window
+            for t in range(T - 1, -1, -1):
+                for k in range(nc):
+                    _bwd_units(dg, gp, part[r], dh, h, hn, dhp[k * dstride:], dhs, t,
+                               (k * H // nc, (k + 1) * H // nc), (r * B // nr, (r + 1) * B // nr))
+        for r in range(nr):
+            for k in range(H3):
+                dbs[0, k] += part[r, 0, k]
+                dbs[1, k] += part[r, 1, k]
+    else:
+        for t in range(T - 1, -1, -1):
+            for k in prange(nc):
+                _bwd_units(dg, gp, dbs, dh, h, hn, dhp[k * dstride:], dhs, t, (k * H // nc, (k + 1) * H // nc),
+                           (0, B))
     for k in range(nc):  # dh0 = z * dh_0 + dgh_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H3), (dgh, 0, H3), (dhp, k * dstride), 1, (dh, u0, H))
@@ -245,7 +278,8 @@ def forward(ws, x, state0, w):
     pk = packed(ws.pk, nc, G, w.w_ih.shape[1], H, ws.gp.dtype)
     pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.wp_ih, ws.wp_hh, G, nc)
     input_projection(ws.gp, x, pk, width())
-    gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0], w.b_hh, nc)
+    ws.nr[0] = row_split(h0.shape[0], H, G, ws.gp.itemsize)
+    gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0], w.b_hh, (nc, int(ws.nr[0])))
 
 
 @governed(by_workspace)
@@ -260,8 +294,8 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     nc = int(ws.nc[0])
     g = grads
     pk = ws.pk[0]
-    gru_backward(dstate0.h, (ws.dgi, ws.dgh), ws.gp, ws.dbs, ws.dh, ws.h, ws.hn, pk.dh, int(pk.strides[1]), dhs,
-                 dstateT.h, nc)
+    gru_backward(dstate0.h, (ws.dgi, ws.dgh), ws.gp, ws.dbs, ws.dh, ws.h, ws.hn, (pk.dh, int(pk.strides[1])), dhs,
+                 dstateT.h, (nc, int(ws.nr[0])))
     backward_weights(g, dx, ws.dwp_ih, ws.dwp_hh, (ws.dgi, ws.dgh), ws.dbs, x, ws.h, pk, G, nc)
     if dstate0.c is not None:
         dstate0.c.fill(0)

@@ -9,13 +9,15 @@ Equations (PyTorch nn.LSTM), per step t with h_{-1} = h0, c_{-1} = c0:
 Gate layout: the 4H rows of w_ih (4H, I), w_hh (4H, H), b_ih, b_hh (4H,) are i, f, g, o blocks.
 
 Speed design (threads and gate order: see ``recurrent``; the products: ``tile``): the input
-projection of all T steps is one GEMM written straight into ``gp`` (split over rows). The recurrence splits the hidden
-units: at each step thread k adds h_{t-1} W_hh[its units]^T into its gate columns (one GEMM with
-beta = 1, all B rows) and runs the fused, vectorizable gate loop for its units; one fork-join
-per step. Backward, per step and unit chunk: dh_t[its units] = dz_{t+1} W_hh[:, its units], then
-the gate-gradient loop (which also sums the bias gradients of its columns); after the loop
-dW_ih, dW_hh and dx are window GEMMs. ``h``/``c`` hold T+1 rows with row 0 = h0/c0, so the
-previous state of every step is the contiguous slice h[:T] (no t=0 special case).
+projection of all T steps is one GEMM written straight into ``gp`` (split over rows). The
+recurrence splits the hidden units: at each step thread k adds h_{t-1} W_hh[its units]^T into its
+gate columns (one GEMM with beta = 1, all B rows) and runs the fused, vectorizable gate loop for
+its units; one fork-join per step. (When W_hh fits in half an L2, the row split runs the same
+calls with each thread's rows through all steps instead: ``recurrent.row_split``.) Backward, per
+step and unit chunk: dh_t[its units] = dz_{t+1} W_hh[:, its units], then the gate-gradient loop
+(which also sums the bias gradients of its columns); after the loop dW_ih, dW_hh and dx are window
+GEMMs. ``h``/``c`` hold T+1 rows with row 0 = h0/c0, so the previous state of every step is the
+contiguous slice h[:T] (no t=0 special case).
 
 Activation memory, floats per layer (x4 bytes in float32):
     kept for backward: h, c 2(T+1)BH + gates 4TBH; backward scratch: dgates 4TBH, dh/dc 2BH;
@@ -39,7 +41,7 @@ from .fold import Folded  # noqa: F401  (re-exported: the cell's folded-input ty
 from .fold import alloc as fold_alloc  # noqa: F401
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
-from .recurrent import backward_weights, input_projection, pack_weights, packed, permute_rows, split
+from .recurrent import backward_weights, input_projection, pack_weights, packed, permute_rows, row_split, split
 from .threads import by_workspace, governed, width
 
 FOLDS = True  # forward/backward accept a fold.Folded as x (the embedding folded in)
@@ -63,6 +65,7 @@ class Workspace(NamedTuple):
     dh: np.ndarray  # (B, H) dLoss/dh carried backwards
     dc: np.ndarray  # (B, H) dLoss/dc carried backwards
     nc: np.ndarray  # (1,) int64: unit chunks of the last forward (its permutation)
+    nr: np.ndarray  # (1,) int64: row chunks of the last forward's loops (``recurrent.row_split``)
     pk: list  # [recurrent.Packed]: the weights packed for the tile GEMM (made by the first forward)
 
     @property
@@ -92,7 +95,7 @@ def alloc(T, B, I, H, dtype=np.float32):
     return Workspace(h=h, c=c, hs=h[1:], cs=c[1:], gp=z(T, B, G * H), dgp=z(T, B, G * H),
                      wp_ih=z(G * H, I), wp_hh=z(G * H, H), dwp_ih=z(G * H, I), dwp_hh=z(G * H, H),
                      bp=z(2, G * H, 1), dbs=z(2, G * H),
-                     dh=z(B, H), dc=z(B, H), nc=np.ones(1, np.int64), pk=[None])
+                     dh=z(B, H), dc=z(B, H), nc=np.ones(1, np.int64), nr=np.ones(1, np.int64), pk=[None])
 
 
 @kernel
@@ -103,15 +106,20 @@ def _fwd_units(
     hh,  # Packed.hh
     ip,  # offset of this chunk's panels in hh
     bp,  # (4H,) permuted bias
-    t, u0, u1,
+    t,
+    units,  # (u0, u1): this chunk's units
+    rows,  # (b0, b1): the rows of h and gp to run (all B, or a row chunk)
 ):
     T, B, H4 = gp.shape
     H = H4 // 4
+    u0, u1 = units
+    b0, b1 = rows
     hk = u1 - u0
-    tile.gemm_packed(False, (B, 4 * hk, H), (h, t * B * H, H), (hh, ip), 1, (gp, t * B * H4 + 4 * u0, H4))
+    tile.gemm_packed(False, (b1 - b0, 4 * hk, H), (h, (t * B + b0) * H, H), (hh, ip), 1,
+                     (gp, (t * B + b0) * H4 + 4 * u0, H4))
     bb = bp[4 * u0:4 * u1]  # (4hk,)
     bi, bf, bg, bo = bb[:hk], bb[hk:2 * hk], bb[2 * hk:3 * hk], bb[3 * hk:]  # (hk,) each
-    for b in range(B):  # 1-D row slices per gate block: LLVM then vectorizes the j loop
+    for b in range(b0, b1):  # 1-D row slices per gate block: LLVM then vectorizes the j loop
         zb = gp[t, b, 4 * u0:4 * u1]  # (4hk,)
         zi, zf, zg, zo = zb[:hk], zb[hk:2 * hk], zb[2 * hk:3 * hk], zb[3 * hk:]  # (hk,) each
         cp, cn, hn = c[t, b, u0:u1], c[t + 1, b, u0:u1], h[t + 1, b, u0:u1]  # (hk,)
@@ -139,17 +147,25 @@ def lstm_forward(
     hh,  # Packed.hh: per chunk, panels of its W_hh rows transposed
     hstride,  # Packed.strides[0]
     bp,  # (4H,) permuted b_ih + b_hh
-    nc,  # unit chunks
+    split,  # (nc, nr): unit chunks, row chunks (nr > 1: the row split, see ``recurrent``)
 ):
     T, B, H4 = gp.shape
     H = H4 // 4
+    nc, nr = split
     for b in range(B):  # copy first: h0/c0 may alias h[T]/c[T] (carried state)
         for j in range(H):
             h[0, b, j] = h0[b, j]
             c[0, b, j] = c0[b, j]
+    if nr > 1:
+        for r in prange(nr):  # row chunk r through every step: one fork-join per window
+            for t in range(T):
+                for k in range(nc):
+                    _fwd_units(h, c, gp, hh, k * hstride, bp, t, (k * H // nc, (k + 1) * H // nc),
+                               (r * B // nr, (r + 1) * B // nr))
+        return
     for t in range(T):
         for k in prange(nc):
-            _fwd_units(h, c, gp, hh, k * hstride, bp, t, k * H // nc, (k + 1) * H // nc)
+            _fwd_units(h, c, gp, hh, k * hstride, bp, t, (k * H // nc, (k + 1) * H // nc), (0, B))
 
 
 @kernel
@@ -161,13 +177,17 @@ def _bwd_gates(
     c,  # (T+1, B, H) from forward
     gp,  # (T, B, 4H) activations from forward (permuted)
     dhs,  # (T, B, H) dLoss/dh_t from above
-    t, u0, u1,
+    t,
+    units,  # (u0, u1): this chunk's units
+    rows,  # (b0, b1)
 ):
-    """Gate-gradient loop of step t for the units [u0, u1) (one permutation chunk)."""
+    """Gate-gradient loop of step t for the units [u0, u1) (one permutation chunk), rows [b0, b1)."""
+    u0, u1 = units
+    b0, b1 = rows
     hk = u1 - u0
     sb = dbs[4 * u0:4 * u1]  # (4hk,)
     si, sf, sg, so = sb[:hk], sb[hk:2 * hk], sb[2 * hk:3 * hk], sb[3 * hk:]  # (hk,) each
-    for b in range(gp.shape[1]):  # 1-D row slices per gate block, as in forward
+    for b in range(b0, b1):  # 1-D row slices per gate block, as in forward
         ab, zb = gp[t, b, 4 * u0:4 * u1], dgp[t, b, 4 * u0:4 * u1]  # (4hk,)
         ai, af, ag, ao = ab[:hk], ab[hk:2 * hk], ab[2 * hk:3 * hk], ab[3 * hk:]  # (hk,) each
         zi, zf, zg, zo = zb[:hk], zb[hk:2 * hk], zb[2 * hk:3 * hk], zb[3 * hk:]  # (hk,) each
@@ -204,14 +224,15 @@ def lstm_backward(
     dc,  # (B, H) scratch
     c,  # (T+1, B, H) from forward
     gp,  # (T, B, 4H) permuted activations from forward
-    dhp,  # Packed.dh: per chunk, panels of W_hh's columns for its units
-    dstride,  # Packed.strides[1]
+    dhp,  # (Packed.dh: per chunk, panels of W_hh's columns for its units, Packed.strides[1])
     dhs,  # (T, B, H) dLoss/dh_t from above
     dstateT,  # dhT, dcT (B, H): dLoss/d(h, c)_{T-1} from the future
-    nc,  # unit chunks (as in the forward)
+    split,  # (nc, nr) as in the forward
 ):
     dh0, dc0 = dstate0
     dhT, dcT = dstateT
+    dhp, dstride = dhp
+    nc, nr = split
     T, B, H4 = gp.shape
     H = H4 // 4
     for b in range(B):
@@ -220,14 +241,31 @@ def lstm_backward(
             dc[b, j] = dcT[b, j]
     for k in range(H4):
         dbs[0, k] = 0
-    for t in range(T - 1, -1, -1):
-        for k in prange(nc):
-            u0 = k * H // nc
-            u1 = (k + 1) * H // nc
-            if t < T - 1:  # dh_t = dz_{t+1} W_hh for this chunk's units (dz_{t+1} of every chunk is ready)
-                tile.gemm_packed(False, (B, u1 - u0, H4), (dgp, (t + 1) * B * H4, H4), (dhp, k * dstride), 0,
-                                 (dh, u0, H))
-            _bwd_gates(dgp, dbs[0], dh, dc, c, gp, dhs, t, u0, u1)
+    if nr > 1:
+        part = np.zeros((nr, H4), dgp.dtype)  # (nr, 4H) each row chunk's bias-gradient sums
+        for r in prange(nr):  # row chunk r back through every step: one fork-join per window
+            b0 = r * B // nr
+            b1 = (r + 1) * B // nr
+            for t in range(T - 1, -1, -1):
+                for k in range(nc):
+                    u0 = k * H // nc
+                    u1 = (k + 1) * H // nc
+                    if t < T - 1:
+                        tile.gemm_packed(False, (b1 - b0, u1 - u0, H4), (dgp, ((t + 1) * B + b0) * H4, H4),
+                                         (dhp, k * dstride), 0, (dh, b0 * H + u0, H))
+                    _bwd_gates(dgp, part[r], dh, dc, c, gp, dhs, t, (u0, u1), (b0, b1))
+        for r in range(nr):
+            for k in range(H4):
+                dbs[0, k] += part[r, k]
+    else:
+        for t in range(T - 1, -1, -1):
+            for k in prange(nc):
+                u0 = k * H // nc
+                u1 = (k + 1) * H // nc
+                if t < T - 1:  # dh_t = dz_{t+1} W_hh for this chunk's units (dz_{t+1} of every chunk is ready)
+                    tile.gemm_packed(False, (B, u1 - u0, H4), (dgp, (t + 1) * B * H4, H4), (dhp, k * dstride), 0,
+                                     (dh, u0, H))
+                _bwd_gates(dgp, dbs[0], dh, dc, c, gp, dhs, t, (u0, u1), (0, B))
     for k in range(nc):  # dh0 = dz_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H4), (dgp, 0, H4), (dhp, k * dstride), 0, (dh0, u0, H))
@@ -251,7 +289,8 @@ def forward(ws, x, state0, w):
     pk = packed(ws.pk, nc, G, w.w_ih.shape[1], H, ws.gp.dtype)
     pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.wp_ih, ws.wp_hh, G, nc)
     input_projection(ws.gp, x, pk, width())
-    lstm_forward(ws.h, ws.c, ws.gp, state0.h, state0.c, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0], nc)
+    ws.nr[0] = row_split(state0.h.shape[0], H, G, ws.gp.itemsize)
+    lstm_forward(ws.h, ws.c, ws.gp, state0.h, state0.c, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0], (nc, int(ws.nr[0])))
 
 
 @governed(by_workspace)
@@ -266,6 +305,6 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     nc = int(ws.nc[0])
     g = grads
     pk = ws.pk[0]
-    lstm_backward((dstate0.h, dstate0.c), ws.dgp, ws.dbs, ws.dh, ws.dc, ws.c, ws.gp, pk.dh, int(pk.strides[1]), dhs,
-                  (dstateT.h, dstateT.c), nc)
+    lstm_backward((dstate0.h, dstate0.c), ws.dgp, ws.dbs, ws.dh, ws.dc, ws.c, ws.gp, (pk.dh, int(pk.strides[1])), dhs,
+                  (dstateT.h, dstateT.c), (nc, int(ws.nr[0])))
     backward_weights(g, dx, ws.dwp_ih, ws.dwp_hh, (ws.dgp, ws.dgp), ws.dbs, x, ws.h, pk, G, nc)

@@ -8,13 +8,14 @@ Gate layout: one block, w_ih (H, I), w_hh (H, H), b_ih, b_hh (H,). The activatio
 (``dstate0.c``, when given, is zero-filled).
 
 Speed design (threads: see ``recurrent``; with one gate the chunk order is PyTorch's order, so
-nothing is permuted): the input projection of all T steps is one GEMM written straight into
-``hs`` (split over rows). The recurrence splits the hidden units: at each step thread k adds
-h_{t-1} W_hh[its units]^T into its columns of h_t (a GEMM with beta = 1, all B rows) and
-activates them in place; one fork-join per step. Backward needs only the activated outputs
-(tanh' = 1 - h^2, relu' = [h > 0]): per step and unit chunk dh_t = dz_{t+1} W_hh[:, its units],
-then dz_t (summing the bias gradients); dW_ih, dW_hh and dx are window GEMMs. ``h`` holds T+1
-rows with row 0 = h0, so every step's previous state is h[:T].
+nothing is permuted): the input projection of all T steps is one GEMM written straight into ``hs``
+(split over rows). The recurrence splits the hidden units: at each step thread k adds h_{t-1}
+W_hh[its units]^T into its columns of h_t (a GEMM with beta = 1, all B rows) and activates them in
+place; one fork-join per step. (When W_hh fits in half an L2, the row split runs the same calls
+with each thread's rows through all steps instead: ``recurrent.row_split``.) Backward needs only
+the activated outputs (tanh' = 1 - h^2, relu' = [h > 0]): per step and unit chunk dh_t = dz_{t+1}
+W_hh[:, its units], then dz_t (summing the bias gradients); dW_ih, dW_hh and dx are window GEMMs.
+``h`` holds T+1 rows with row 0 = h0, so every step's previous state is h[:T].
 
 Activation memory, floats per layer (x4 bytes in float32):
     kept for backward: h (T+1)BH; backward scratch: dz TBH, dh BH
@@ -36,7 +37,7 @@ from .fold import Folded  # noqa: F401  (re-exported: the cell's folded-input ty
 from .fold import alloc as fold_alloc  # noqa: F401
 from .jit import kernel
 from .mathf import tanh_f
-from .recurrent import backward_weights, input_projection, pack_weights, packed, split
+from .recurrent import backward_weights, input_projection, pack_weights, packed, row_split, split
 from .threads import by_workspace, governed, width
 
 FOLDS = True  # forward/backward accept a fold.Folded as x (the embedding folded in)
@@ -53,6 +54,7 @@ class Workspace(NamedTuple):
     bias: np.ndarray  # (H,) b_ih + b_hh
     dbs: np.ndarray  # (2, H) bias gradients (both rows the same)
     nc: np.ndarray  # (1,) int64: unit chunks of the last forward
+    nr: np.ndarray  # (1,) int64: row chunks of the last forward's loops (``recurrent.row_split``)
     w_ih: np.ndarray  # (H, I) copy of the forward's w_ih (backward reads it)
     w_hh: np.ndarray  # (H, H) copy of the forward's w_hh
     relu: bool  # activation: relu (True) or tanh (False)
@@ -64,7 +66,8 @@ def alloc(T, B, I, H, dtype=np.float32, relu=False):
     h = np.zeros((T + 1, B, H), dtype)
     return Workspace(h=h, hs=h[1:], dz=np.zeros((T, B, H), dtype), dh=np.zeros((B, H), dtype),
                      bias=np.zeros(H, dtype), dbs=np.zeros((2, H), dtype), nc=np.ones(1, np.int64),
-                     w_ih=np.zeros((H, I), dtype), w_hh=np.zeros((H, H), dtype), relu=bool(relu), pk=[None])
+                     nr=np.ones(1, np.int64), w_ih=np.zeros((H, I), dtype), w_hh=np.zeros((H, H), dtype),
+                     relu=bool(relu), pk=[None])
 
 
 @kernel
@@ -74,14 +77,19 @@ def _fwd_units(
     ip,  # offset of this chunk's panels in hh
     bias,  # (H,)
     relu,  # bool
-    t, u0, u1,
+    t,
+    units,  # (u0, u1): this chunk's units
+    rows,  # (b0, b1): the rows to run (all B, or a row chunk)
 ):
+    u0, u1 = units
+    b0, b1 = rows
     B = h.shape[1]
     H = h.shape[2]
     hk = u1 - u0
-    tile.gemm_packed(False, (B, hk, H), (h, t * B * H, H), (hh, ip), 1, (h, ((t + 1) * B) * H + u0, H))
+    tile.gemm_packed(False, (b1 - b0, hk, H), (h, (t * B + b0) * H, H), (hh, ip), 1,
+                     (h, ((t + 1) * B + b0) * H + u0, H))
     bb = bias[u0:u1]  # (hk,)
-    for b in range(B):  # 1-D row slices: LLVM then vectorizes the j loop
+    for b in range(b0, b1):  # 1-D row slices: LLVM then vectorizes the j loop
         hn = h[t + 1, b, u0:u1]  # (hk,)
         if relu:
             for j in range(hk):
@@ -98,13 +106,22 @@ def rnn_forward(
     hstride,  # Packed.strides[0]
     bias,  # (H,) b_ih + b_hh
     relu,  # bool: relu instead of tanh
-    nc,  # unit chunks
+    split,  # (nc, nr): unit chunks, row chunks (nr > 1: the row split, see ``recurrent``)
 ):
     T = h.shape[0] - 1
+    B = h.shape[1]
     H = h.shape[2]
+    nc, nr = split
+    if nr > 1:
+        for r in prange(nr):  # row chunk r through every step: one fork-join per window
+            for t in range(T):
+                for k in range(nc):
+                    _fwd_units(h, hh, k * hstride, bias, relu, t, (k * H // nc, (k + 1) * H // nc),
+                               (r * B // nr, (r + 1) * B // nr))
+        return
     for t in range(T):
         for k in prange(nc):
-            _fwd_units(h, hh, k * hstride, bias, relu, t, k * H // nc, (k + 1) * H // nc)
+            _fwd_units(h, hh, k * hstride, bias, relu, t, (k * H // nc, (k + 1) * H // nc), (0, B))
 
 
 @kernel
@@ -113,18 +130,22 @@ def _bwd_units(
     dbs,  # (H,) in/out: bias-gradient sums
     dh,  # (B, H) scratch (this chunk's units)
     h,  # (T+1, B, H) from forward
-    dhp,  # Packed.dh
-    ip,  # offset of this chunk's panels in dhp
+    dhp,  # (Packed.dh, offset of this chunk's panels in it)
     dhs,  # (T, B, H) dLoss/dh_t from above
     relu,  # bool
-    t, u0, u1,
+    t,
+    units,  # (u0, u1): this chunk's units
+    rows,  # (b0, b1)
 ):
+    dhp, ip = dhp
+    u0, u1 = units
+    b0, b1 = rows
     T, B, H = dz.shape
     hk = u1 - u0
     if t < T - 1:  # dh_t = dz_{t+1} W_hh for this chunk's units
-        tile.gemm_packed(False, (B, hk, H), (dz, (t + 1) * B * H, H), (dhp, ip), 0, (dh, u0, H))
+        tile.gemm_packed(False, (b1 - b0, hk, H), (dz, ((t + 1) * B + b0) * H, H), (dhp, ip), 0, (dh, b0 * H + u0, H))
     sb = dbs[u0:u1]  # (hk,)
-    for b in range(B):
+    for b in range(b0, b1):
         hn, dzb, dht, dhb = h[t + 1, b, u0:u1], dz[t, b, u0:u1], dhs[t, b, u0:u1], dh[b, u0:u1]  # (hk,)
         if relu:
             for j in range(hk):
@@ -145,22 +166,35 @@ def rnn_backward(
     dbs,  # (2, H) out: bias gradients (both rows)
     dh,  # (B, H) scratch
     h,  # (T+1, B, H) from forward
-    dhp,  # Packed.dh: per chunk, panels of W_hh's columns for its units
-    dstride,  # Packed.strides[1]
+    dhp,  # (Packed.dh: per chunk, panels of W_hh's columns for its units, Packed.strides[1])
     dhs,  # (T, B, H) dLoss/dh_t from above
     dhT,  # (B, H) dLoss/dh_{T-1} from the future
     relu,  # bool
-    nc,  # unit chunks
+    split,  # (nc, nr) as in the forward
 ):
     T, B, H = dz.shape
+    dhp, dstride = dhp
+    nc, nr = split
     for b in range(B):
         for j in range(H):
             dh[b, j] = dhT[b, j]
     for k in range(H):
         dbs[0, k] = 0
-    for t in range(T - 1, -1, -1):
-        for k in prange(nc):
-            _bwd_units(dz, dbs[0], dh, h, dhp, k * dstride, dhs, relu, t, k * H // nc, (k + 1) * H // nc)
+    if nr > 1:
+        part = np.zeros((nr, H), dz.dtype)  # (nr, H) each row chunk's bias-gradient sums
+        for r in prange(nr):  # row chunk r back through every step: one fork-join per window
+            for t in range(T - 1, -1, -1):
+                for k in range(nc):
+                    _bwd_units(dz, part[r], dh, h, (dhp, k * dstride), dhs, relu, t, (k * H // nc, (k + 1) * H // nc),
+                               (r * B // nr, (r + 1) * B // nr))
+        for r in range(nr):
+            for k in range(H):
+                dbs[0, k] += part[r, k]
+    else:
+        for t in range(T - 1, -1, -1):
+            for k in prange(nc):
+                _bwd_units(dz, dbs[0], dh, h, (dhp, k * dstride), dhs, relu, t, (k * H // nc, (k + 1) * H // nc),
+                           (0, B))
     for k in range(nc):  # dh0 = dz_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H), (dz, 0, H), (dhp, k * dstride), 0, (dh0, u0, H))
@@ -181,7 +215,8 @@ def forward(ws, x, state0, w):
     pk = packed(ws.pk, nc, G, w.w_ih.shape[1], h0.shape[1], ws.h.dtype)
     pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.w_ih, ws.w_hh, G, nc)
     input_projection(ws.hs, x, pk, width())
-    rnn_forward(ws.h, pk.hh, int(pk.strides[0]), ws.bias, ws.relu, nc)
+    ws.nr[0] = row_split(h0.shape[0], h0.shape[1], G, ws.h.itemsize)
+    rnn_forward(ws.h, pk.hh, int(pk.strides[0]), ws.bias, ws.relu, (nc, int(ws.nr[0])))
 
 
 @governed(by_workspace)
@@ -196,7 +231,8 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     nc = int(ws.nc[0])
     g = grads
     pk = ws.pk[0]
-    rnn_backward(dstate0.h, ws.dz, ws.dbs, ws.dh, ws.h, pk.dh, int(pk.strides[1]), dhs, dstateT.h, ws.relu, nc)
+    rnn_backward(dstate0.h, ws.dz, ws.dbs, ws.dh, ws.h, (pk.dh, int(pk.strides[1])), dhs, dstateT.h, ws.relu,
+                 (nc, int(ws.nr[0])))
     backward_weights(g, dx, g.w_ih, g.w_hh, (ws.dz, ws.dz), ws.dbs, x, ws.h, pk, G, nc)
     if dstate0.c is not None:
         dstate0.c.fill(0)
