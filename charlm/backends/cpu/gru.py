@@ -45,7 +45,17 @@ from .fold import Folded  # noqa: F401  (re-exported: the cell's folded-input ty
 from .fold import alloc as fold_alloc  # noqa: F401
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
-from .recurrent import backward_weights, input_projection, pack_weights, packed, permute_rows, row_split, split
+from .recurrent import (
+    backward_weights,
+    input_projection,
+    loops,
+    pack_weights,
+    packed,
+    permute_rows,
+    row_split,
+    split,
+    work,
+)
 from .threads import by_workspace, governed, width
 
 FOLDS = True  # forward/backward accept a fold.Folded as x (the embedding folded in)
@@ -144,16 +154,13 @@ def gru_forward(
     for b in range(B):  # copy first: h0 may alias h[T] (carried state)
         for j in range(H):
             h[0, b, j] = h0[b, j]
-    if nr > 1:
-        for r in prange(nr):  # row chunk r through every step: one fork-join per window
-            for t in range(T):
-                for k in range(nc):
-                    _fwd_units(h, gp, hn, hw, hh, k * hstride, (bp, b_hh), t, (k * H // nc, (k + 1) * H // nc),
-                               (r * B // nr, (r + 1) * B // nr))
-        return
-    for t in range(T):
-        for k in prange(nc):
-            _fwd_units(h, gp, hn, hw, hh, k * hstride, (bp, b_hh), t, (k * H // nc, (k + 1) * H // nc), (0, B))
+    steps, parts = loops(split, T)
+    for s in range(steps):  # unit split: a fork-join per step; row split: one for the window
+        for q in prange(parts):
+            ts, ks, rs, _ = work(split, s, q, T, B)
+            for t in range(ts[0], ts[1]):
+                for k in range(ks[0], ks[1]):
+                    _fwd_units(h, gp, hn, hw, hh, k * hstride, (bp, b_hh), t, (k * H // nc, (k + 1) * H // nc), rs)
 
 
 @kernel
@@ -233,22 +240,19 @@ def gru_backward(
     for k in range(H3):
         dbs[0, k] = 0
         dbs[1, k] = 0
-    if nr > 1:
-        part = np.zeros((nr, 2, H3), gp.dtype)  # (nr, 2, 3H) each row chunk's bias-gradient sums
-        for r in prange(nr):  # row chunk r back through every step: one fork-join per window
-            for t in range(T - 1, -1, -1):
-                for k in range(nc):
+    part = np.zeros((nr, 2, H3), gp.dtype)  # (nr, 2, 3H) bias-gradient sums of each row chunk (one row: all)
+    steps, parts = loops(split, T)
+    for s in range(steps - 1, -1, -1):
+        for q in prange(parts):
+            ts, ks, rs, r = work(split, s, q, T, B)
+            for t in range(ts[1] - 1, ts[0] - 1, -1):
+                for k in range(ks[0], ks[1]):
                     _bwd_units(dg, gp, part[r], dh, h, hn, dhp[k * dstride:], dhs, t,
-                               (k * H // nc, (k + 1) * H // nc), (r * B // nr, (r + 1) * B // nr))
-        for r in range(nr):
-            for k in range(H3):
-                dbs[0, k] += part[r, 0, k]
-                dbs[1, k] += part[r, 1, k]
-    else:
-        for t in range(T - 1, -1, -1):
-            for k in prange(nc):
-                _bwd_units(dg, gp, dbs, dh, h, hn, dhp[k * dstride:], dhs, t, (k * H // nc, (k + 1) * H // nc),
-                           (0, B))
+                               (k * H // nc, (k + 1) * H // nc), rs)
+    for r in range(nr):
+        for k in range(H3):
+            dbs[0, k] += part[r, 0, k]
+            dbs[1, k] += part[r, 1, k]
     for k in range(nc):  # dh0 = z * dh_0 + dgh_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H3), (dgh, 0, H3), (dhp, k * dstride), 1, (dh, u0, H))

@@ -41,7 +41,17 @@ from .fold import Folded  # noqa: F401  (re-exported: the cell's folded-input ty
 from .fold import alloc as fold_alloc  # noqa: F401
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
-from .recurrent import backward_weights, input_projection, pack_weights, packed, permute_rows, row_split, split
+from .recurrent import (
+    backward_weights,
+    input_projection,
+    loops,
+    pack_weights,
+    packed,
+    permute_rows,
+    row_split,
+    split,
+    work,
+)
 from .threads import by_workspace, governed, width
 
 FOLDS = True  # forward/backward accept a fold.Folded as x (the embedding folded in)
@@ -156,16 +166,13 @@ def lstm_forward(
         for j in range(H):
             h[0, b, j] = h0[b, j]
             c[0, b, j] = c0[b, j]
-    if nr > 1:
-        for r in prange(nr):  # row chunk r through every step: one fork-join per window
-            for t in range(T):
-                for k in range(nc):
-                    _fwd_units(h, c, gp, hh, k * hstride, bp, t, (k * H // nc, (k + 1) * H // nc),
-                               (r * B // nr, (r + 1) * B // nr))
-        return
-    for t in range(T):
-        for k in prange(nc):
-            _fwd_units(h, c, gp, hh, k * hstride, bp, t, (k * H // nc, (k + 1) * H // nc), (0, B))
+    steps, parts = loops(split, T)
+    for s in range(steps):  # unit split: a fork-join per step; row split: one for the window
+        for q in prange(parts):
+            ts, ks, rs, _ = work(split, s, q, T, B)
+            for t in range(ts[0], ts[1]):
+                for k in range(ks[0], ks[1]):
+                    _fwd_units(h, c, gp, hh, k * hstride, bp, t, (k * H // nc, (k + 1) * H // nc), rs)
 
 
 @kernel
@@ -241,31 +248,23 @@ def lstm_backward(
             dc[b, j] = dcT[b, j]
     for k in range(H4):
         dbs[0, k] = 0
-    if nr > 1:
-        part = np.zeros((nr, H4), dgp.dtype)  # (nr, 4H) each row chunk's bias-gradient sums
-        for r in prange(nr):  # row chunk r back through every step: one fork-join per window
-            b0 = r * B // nr
-            b1 = (r + 1) * B // nr
-            for t in range(T - 1, -1, -1):
-                for k in range(nc):
+    part = np.zeros((nr, H4), dgp.dtype)  # (nr, 4H) bias-gradient sums of each row chunk (one row: all)
+    steps, parts = loops(split, T)
+    for s in range(steps - 1, -1, -1):
+        for q in prange(parts):
+            ts, ks, rs, r = work(split, s, q, T, B)
+            b0, b1 = rs
+            for t in range(ts[1] - 1, ts[0] - 1, -1):
+                for k in range(ks[0], ks[1]):
                     u0 = k * H // nc
                     u1 = (k + 1) * H // nc
-                    if t < T - 1:
+                    if t < T - 1:  # dh_t = dz_{t+1} W_hh for these units (dz_{t+1} of every chunk is ready)
                         tile.gemm_packed(False, (b1 - b0, u1 - u0, H4), (dgp, ((t + 1) * B + b0) * H4, H4),
                                          (dhp, k * dstride), 0, (dh, b0 * H + u0, H))
-                    _bwd_gates(dgp, part[r], dh, dc, c, gp, dhs, t, (u0, u1), (b0, b1))
-        for r in range(nr):
-            for k in range(H4):
-                dbs[0, k] += part[r, k]
-    else:
-        for t in range(T - 1, -1, -1):
-            for k in prange(nc):
-                u0 = k * H // nc
-                u1 = (k + 1) * H // nc
-                if t < T - 1:  # dh_t = dz_{t+1} W_hh for this chunk's units (dz_{t+1} of every chunk is ready)
-                    tile.gemm_packed(False, (B, u1 - u0, H4), (dgp, (t + 1) * B * H4, H4), (dhp, k * dstride), 0,
-                                     (dh, u0, H))
-                _bwd_gates(dgp, dbs[0], dh, dc, c, gp, dhs, t, (u0, u1), (0, B))
+                    _bwd_gates(dgp, part[r], dh, dc, c, gp, dhs, t, (u0, u1), rs)
+    for r in range(nr):
+        for k in range(H4):
+            dbs[0, k] += part[r, k]
     for k in range(nc):  # dh0 = dz_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H4), (dgp, 0, H4), (dhp, k * dstride), 0, (dh0, u0, H))

@@ -108,6 +108,27 @@ def row_split(B: int, H: int, G: int, itemsize: int = 4) -> int:
 
 
 @kernel
+def loops(split, T):
+    """(outer steps, parallel parts) of a recurrent loop for split = (nc, nr): the unit split forks
+    and joins nc parts at each of T steps, the row split nr parts once."""
+    nc, nr = split
+    return (T, nc) if nr == 1 else (1, nr)
+
+
+@kernel
+def work(split, s, q, T, B):
+    """What part q of outer step s runs: steps [t0, t1), unit chunks [k0, k1), rows [b0, b1), and
+    its row chunk r (0 on the unit split). Both splits go through one parallel loop, so each kernel
+    compiles one (a second one added 2-6 s of CPU to a cell's cold compile)."""
+    nc, nr = split
+    q = np.int64(q)
+    s = np.int64(s)
+    if nr > 1:
+        return (np.int64(0), np.int64(T)), (np.int64(0), np.int64(nc)), (q * B // nr, (q + 1) * B // nr), q
+    return (s, s + 1), (q, q + 1), (np.int64(0), np.int64(B)), np.int64(0)
+
+
+@kernel
 def permute_rows(
     dst,  # (G*H, C) out: rows in chunk order
     src,  # (G*H, C) rows in PyTorch's gate-block order

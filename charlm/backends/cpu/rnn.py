@@ -37,7 +37,7 @@ from .fold import Folded  # noqa: F401  (re-exported: the cell's folded-input ty
 from .fold import alloc as fold_alloc  # noqa: F401
 from .jit import kernel
 from .mathf import tanh_f
-from .recurrent import backward_weights, input_projection, pack_weights, packed, row_split, split
+from .recurrent import backward_weights, input_projection, loops, pack_weights, packed, row_split, split, work
 from .threads import by_workspace, governed, width
 
 FOLDS = True  # forward/backward accept a fold.Folded as x (the embedding folded in)
@@ -112,16 +112,13 @@ def rnn_forward(
     B = h.shape[1]
     H = h.shape[2]
     nc, nr = split
-    if nr > 1:
-        for r in prange(nr):  # row chunk r through every step: one fork-join per window
-            for t in range(T):
-                for k in range(nc):
-                    _fwd_units(h, hh, k * hstride, bias, relu, t, (k * H // nc, (k + 1) * H // nc),
-                               (r * B // nr, (r + 1) * B // nr))
-        return
-    for t in range(T):
-        for k in prange(nc):
-            _fwd_units(h, hh, k * hstride, bias, relu, t, (k * H // nc, (k + 1) * H // nc), (0, B))
+    steps, parts = loops(split, T)
+    for s in range(steps):  # unit split: a fork-join per step; row split: one for the window
+        for q in prange(parts):
+            ts, ks, rs, _ = work(split, s, q, T, B)
+            for t in range(ts[0], ts[1]):
+                for k in range(ks[0], ks[1]):
+                    _fwd_units(h, hh, k * hstride, bias, relu, t, (k * H // nc, (k + 1) * H // nc), rs)
 
 
 @kernel
@@ -180,21 +177,18 @@ def rnn_backward(
             dh[b, j] = dhT[b, j]
     for k in range(H):
         dbs[0, k] = 0
-    if nr > 1:
-        part = np.zeros((nr, H), dz.dtype)  # (nr, H) each row chunk's bias-gradient sums
-        for r in prange(nr):  # row chunk r back through every step: one fork-join per window
-            for t in range(T - 1, -1, -1):
-                for k in range(nc):
-                    _bwd_units(dz, part[r], dh, h, (dhp, k * dstride), dhs, relu, t, (k * H // nc, (k + 1) * H // nc),
-                               (r * B // nr, (r + 1) * B // nr))
-        for r in range(nr):
-            for k in range(H):
-                dbs[0, k] += part[r, k]
-    else:
-        for t in range(T - 1, -1, -1):
-            for k in prange(nc):
-                _bwd_units(dz, dbs[0], dh, h, (dhp, k * dstride), dhs, relu, t, (k * H // nc, (k + 1) * H // nc),
-                           (0, B))
+    part = np.zeros((nr, H), dz.dtype)  # (nr, H) bias-gradient sums of each row chunk (one row: all)
+    steps, parts = loops(split, T)
+    for s in range(steps - 1, -1, -1):
+        for q in prange(parts):
+            ts, ks, rs, r = work(split, s, q, T, B)
+            for t in range(ts[1] - 1, ts[0] - 1, -1):
+                for k in range(ks[0], ks[1]):
+                    _bwd_units(dz, part[r], dh, h, (dhp, k * dstride), dhs, relu, t,
+                               (k * H // nc, (k + 1) * H // nc), rs)
+    for r in range(nr):
+        for k in range(H):
+            dbs[0, k] += part[r, k]
     for k in range(nc):  # dh0 = dz_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H), (dz, 0, H), (dhp, k * dstride), 0, (dh0, u0, H))
