@@ -23,8 +23,11 @@ Xeon (AVX-512), 2 threads, median of interleaved reps in one process, row / unit
     LSTM forward loop alone: S 1x128 B32 T64 3.33 / 4.40 ms, 256 B64 T100 30.1 / 32.7 ms,
         512 B64 T100 105.9 / 99.0 ms (W_hh 4 MB: that one keeps the unit split); beside one busy
         process S 6.6 / 31.7 ms and 256 53 / 94 ms, against 5.6-6.0 and 49-54 ms on one thread
-    whole training step (bench_train configs): S lstm 1.15x, M lstm 1.09-1.11x, M gru 1.04x,
-        M rnn 1.04x; M lstm evaluation windows 1.15x
+    whole training step (bench_train configs, two sessions of A/Bs minutes apart): S lstm
+        1.15-1.21x, M lstm 1.06-1.11x, M gru 1.04-1.21x, M rnn 1.04x; M lstm evaluation windows
+        1.15-1.45x; L lstm (unit split both ways) 1.00x
+    cold compile of a cell (lstm 2x12, CPU): 28.7-28.8 s against 25.4-27.7 s before the row split
+        (interleaved; a second loop nest instead of ``work`` cost 2-6 s)
 
 The older note that a batch split's B/nc-row GEMMs ran ~20% slower no longer holds with the
 tile's L1-sized K block: 64x256 @ 256x512 (the unit split's share at M) and 32x256 @ 256x1024
