@@ -20,7 +20,8 @@ order); only the bias-gradient sums are added per row chunk first (nr is the cei
 thread count, so they do not depend on the count the governor picks). Measured on a quiet 2-core
 Xeon (AVX-512), 2 threads, median of interleaved reps in one process, row / unit split:
 
-    LSTM forward loop alone: S 1x128 B32 T64 3.33 / 4.40 ms, 256 B64 T100 30.1 / 32.7 ms,
+    LSTM forward loop alone (a prototype of this loop in one script; "one thread" below is
+        Numba's pool set to 1): S 1x128 B32 T64 3.33 / 4.40 ms, 256 B64 T100 30.1 / 32.7 ms,
         512 B64 T100 105.9 / 99.0 ms (W_hh 4 MB: that one keeps the unit split); beside one busy
         process S 6.6 / 31.7 ms and 256 53 / 94 ms, against 5.6-6.0 and 49-54 ms on one thread
     whole training step (bench_train configs, two sessions of A/Bs minutes apart): S lstm

@@ -74,7 +74,7 @@ NV = 4 if REGISTERS >= 32 else 3
 NR = NV * VW  # columns of a tile
 # K block: a panel's block of B (KC x NR floats) stays in L1 across the row tiles. With AVX-512
 # (NR 64) KC 256 made it 64 KB, more than a 48 KB L1; KC 128 (32 KB) ran the recurrent step's
-# product 1.08-1.11x faster (quiet 2-core Xeon, 1 thread, median of 31 interleaved reps in one
+# product 1.08-1.13x faster (quiet 2-core Xeon, 1 thread, median of 31 interleaved reps in one
 # process: 64x256 @ 256x1024 (M lstm step) 1.11 and 1.12, 64x256 @ 256x512 1.08, 64x512 @
 # 512x1024 1.08 and 1.13; KC 64 1.09, 192 1.00-1.07). With AVX2 (NR 24) a 256-row block is 24 KB.
 # The block changes no result: each element's products are summed in the same order either way.
