@@ -220,7 +220,7 @@ def gru_backward(
     dh0,  # (B, H) out
     dg,  # out: dgi, dgh (T, B, 3H): permuted input-side and hidden-side dLoss/dpre
     gp,  # (T, B, 3H) permuted activations from forward
-    dbs,  # (2, 3H) out: permuted bias gradients (input side, hidden side)
+    part,  # (nr, 2, 3H) out: permuted bias-gradient sums (input side, hidden side) of each row chunk (zeroed)
     dh,  # (B, H) scratch
     h,  # (T+1, B, H) from forward
     hn,  # (T, B, H) from forward
@@ -237,10 +237,6 @@ def gru_backward(
     for b in range(B):
         for j in range(H):
             dh[b, j] = dhT[b, j]
-    for k in range(H3):
-        dbs[0, k] = 0
-        dbs[1, k] = 0
-    part = np.zeros((nr, 2, H3), gp.dtype)  # (nr, 2, 3H) bias-gradient sums of each row chunk (one row: all)
     steps, parts = loops(split, T)
     for s in range(steps - 1, -1, -1):
         for q in prange(parts):
@@ -249,21 +245,12 @@ def gru_backward(
                 for k in range(ks[0], ks[1]):
                     _bwd_units(dg, gp, part[r], dh, h, hn, dhp[k * dstride:], dhs, t,
                                (k * H // nc, (k + 1) * H // nc), rs)
-    for r in range(nr):
-        for k in range(H3):
-            dbs[0, k] += part[r, 0, k]
-            dbs[1, k] += part[r, 1, k]
     for k in range(nc):  # dh0 = z * dh_0 + dgh_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H3), (dgh, 0, H3), (dhp, k * dstride), 1, (dh, u0, H))
     for b in range(B):
         for j in range(H):
             dh0[b, j] = dh[b, j]
-    for k in range(nc):  # the r and z parts of the two sides are the same gradients
-        u0 = k * H // nc
-        hk = (k + 1) * H // nc - u0
-        for u in range(2 * hk):
-            dbs[1, 3 * u0 + u] = dbs[0, 3 * u0 + u]
 
 
 @governed(by_workspace)
@@ -298,8 +285,15 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     nc = int(ws.nc[0])
     g = grads
     pk = ws.pk[0]
-    gru_backward(dstate0.h, (ws.dgi, ws.dgh), ws.gp, ws.dbs, ws.dh, ws.h, ws.hn, (pk.dh, int(pk.strides[1])), dhs,
-                 dstateT.h, (nc, int(ws.nr[0])))
+    nr = int(ws.nr[0])
+    H = ws.dh.shape[1]
+    part = np.zeros((nr,) + ws.dbs.shape, ws.dbs.dtype)  # (nr, 2, 3H)
+    gru_backward(dstate0.h, (ws.dgi, ws.dgh), ws.gp, part, ws.dh, ws.h, ws.hn, (pk.dh, int(pk.strides[1])), dhs,
+                 dstateT.h, (nc, nr))
+    np.sum(part, axis=0, out=ws.dbs)  # the row chunks' sums in order
+    for k in range(nc):  # the r and z parts of the two sides are the same gradients
+        u0, u1 = k * H // nc, (k + 1) * H // nc
+        ws.dbs[1, 3 * u0:3 * u0 + 2 * (u1 - u0)] = ws.dbs[0, 3 * u0:3 * u0 + 2 * (u1 - u0)]
     backward_weights(g, dx, ws.dwp_ih, ws.dwp_hh, (ws.dgi, ws.dgh), ws.dbs, x, ws.h, pk, G, nc)
     if dstate0.c is not None:
         dstate0.c.fill(0)

@@ -226,7 +226,7 @@ def _bwd_gates(
 def lstm_backward(
     dstate0,  # out: dh0, dc0 (B, H)
     dgp,  # (T, B, 4H) out: permuted dLoss/dz (pre-activation)
-    dbs,  # (2, 4H) out: permuted bias gradients (both rows)
+    part,  # (nr, 4H) out: permuted bias-gradient sums of each row chunk (zeroed by the caller)
     dh,  # (B, H) scratch
     dc,  # (B, H) scratch
     c,  # (T+1, B, H) from forward
@@ -246,9 +246,6 @@ def lstm_backward(
         for j in range(H):
             dh[b, j] = dhT[b, j]
             dc[b, j] = dcT[b, j]
-    for k in range(H4):
-        dbs[0, k] = 0
-    part = np.zeros((nr, H4), dgp.dtype)  # (nr, 4H) bias-gradient sums of each row chunk (one row: all)
     steps, parts = loops(split, T)
     for s in range(steps - 1, -1, -1):
         for q in prange(parts):
@@ -262,17 +259,12 @@ def lstm_backward(
                         tile.gemm_packed(False, (b1 - b0, u1 - u0, H4), (dgp, ((t + 1) * B + b0) * H4, H4),
                                          (dhp, k * dstride), 0, (dh, b0 * H + u0, H))
                     _bwd_gates(dgp, part[r], dh, dc, c, gp, dhs, t, (u0, u1), rs)
-    for r in range(nr):
-        for k in range(H4):
-            dbs[0, k] += part[r, k]
     for k in range(nc):  # dh0 = dz_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H4), (dgp, 0, H4), (dhp, k * dstride), 0, (dh0, u0, H))
     for b in range(B):
         for j in range(H):
             dc0[b, j] = dc[b, j]
-    for k in range(H4):
-        dbs[1, k] = dbs[0, k]
 
 
 @governed(by_workspace)
@@ -304,6 +296,10 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     nc = int(ws.nc[0])
     g = grads
     pk = ws.pk[0]
-    lstm_backward((dstate0.h, dstate0.c), ws.dgp, ws.dbs, ws.dh, ws.dc, ws.c, ws.gp, (pk.dh, int(pk.strides[1])), dhs,
-                  (dstateT.h, dstateT.c), (nc, int(ws.nr[0])))
+    nr = int(ws.nr[0])
+    part = np.zeros((nr, ws.dbs.shape[1]), ws.dbs.dtype)  # (nr, 4H)
+    lstm_backward((dstate0.h, dstate0.c), ws.dgp, part, ws.dh, ws.dc, ws.c, ws.gp, (pk.dh, int(pk.strides[1])), dhs,
+                  (dstateT.h, dstateT.c), (nc, nr))
+    np.sum(part, axis=0, out=ws.dbs[0])  # the row chunks' sums in order
+    ws.dbs[1] = ws.dbs[0]
     backward_weights(g, dx, ws.dwp_ih, ws.dwp_hh, (ws.dgp, ws.dgp), ws.dbs, x, ws.h, pk, G, nc)

@@ -160,7 +160,7 @@ def _bwd_units(
 def rnn_backward(
     dh0,  # (B, H) out
     dz,  # (T, B, H) out: dLoss/dz
-    dbs,  # (2, H) out: bias gradients (both rows)
+    part,  # (nr, H) out: bias-gradient sums of each row chunk (zeroed by the caller)
     dh,  # (B, H) scratch
     h,  # (T+1, B, H) from forward
     dhp,  # (Packed.dh: per chunk, panels of W_hh's columns for its units, Packed.strides[1])
@@ -175,9 +175,6 @@ def rnn_backward(
     for b in range(B):
         for j in range(H):
             dh[b, j] = dhT[b, j]
-    for k in range(H):
-        dbs[0, k] = 0
-    part = np.zeros((nr, H), dz.dtype)  # (nr, H) bias-gradient sums of each row chunk (one row: all)
     steps, parts = loops(split, T)
     for s in range(steps - 1, -1, -1):
         for q in prange(parts):
@@ -186,14 +183,9 @@ def rnn_backward(
                 for k in range(ks[0], ks[1]):
                     _bwd_units(dz, part[r], dh, h, (dhp, k * dstride), dhs, relu, t,
                                (k * H // nc, (k + 1) * H // nc), rs)
-    for r in range(nr):
-        for k in range(H):
-            dbs[0, k] += part[r, k]
     for k in range(nc):  # dh0 = dz_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H), (dz, 0, H), (dhp, k * dstride), 0, (dh0, u0, H))
-    for k in range(H):
-        dbs[1, k] = dbs[0, k]
 
 
 @governed(by_workspace)
@@ -225,8 +217,12 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     nc = int(ws.nc[0])
     g = grads
     pk = ws.pk[0]
-    rnn_backward(dstate0.h, ws.dz, ws.dbs, ws.dh, ws.h, (pk.dh, int(pk.strides[1])), dhs, dstateT.h, ws.relu,
-                 (nc, int(ws.nr[0])))
+    nr = int(ws.nr[0])
+    part = np.zeros((nr, ws.dbs.shape[1]), ws.dbs.dtype)  # (nr, H)
+    rnn_backward(dstate0.h, ws.dz, part, ws.dh, ws.h, (pk.dh, int(pk.strides[1])), dhs, dstateT.h, ws.relu,
+                 (nc, nr))
+    np.sum(part, axis=0, out=ws.dbs[0])  # the row chunks' sums in order
+    ws.dbs[1] = ws.dbs[0]
     backward_weights(g, dx, g.w_ih, g.w_hh, (ws.dz, ws.dz), ws.dbs, x, ws.h, pk, G, nc)
     if dstate0.c is not None:
         dstate0.c.fill(0)
