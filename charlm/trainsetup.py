@@ -32,6 +32,7 @@ RESUMABLE_KEYS = {"max_steps", "max_epochs", "max_time", "eval_every", "log_ever
 # a budget given at --resume replaces the stored one as a whole (an unnamed budget becomes 0 = none)
 BUDGET_KEYS = ("max_steps", "max_epochs", "max_time")
 DEFAULT_EPOCHS = 10.0
+OPTIMIZER_KEYS = {"optimizer", "weight_decay"}  # chosen together by autosize (rule 6)
 
 
 @dataclass
@@ -327,7 +328,10 @@ def _choose_size(spec: RunSpec, train_chars: int, vocab: int, notice) -> None:
     choice = autosize.choose(spec.train, cell=m.cell, embed=m.embed, vocab=vocab, train_chars=train_chars,
                              device="numpy" if numpy_first else spec.device)
     spec.model_options.update({k: v for k, v in choice.model_options.items() if k not in spec.explicit})
-    spec.train = spec.train.replace(**{k: v for k, v in choice.train_options.items() if k not in spec.explicit})
+    keep = set(spec.explicit)
+    if keep & OPTIMIZER_KEYS:  # the chosen decay belongs to the chosen optimizer: the user's either wins both
+        keep |= OPTIMIZER_KEYS
+    spec.train = spec.train.replace(**{k: v for k, v in choice.train_options.items() if k not in keep})
     spec.choice = choice
     notice(choice.line)
 

@@ -83,11 +83,11 @@ OPTIONS = [
          default=False),
     # optimization
     _opt("--optimizer", type=click.Choice(["adam", "adamw", "sgd", "rmsprop"]), help="Optimizer.",
-         default=_T.optimizer),
+         default=f"adamw with a chosen size that repeats the data over 4 times, else {_T.optimizer}"),
     _opt("--lr", type=float, help="Learning rate.",
          default=f"5e-3 for a chosen one-layer size, else {_T.lr}"),
     _opt("--weight-decay", type=float, help="Weight decay (L2 for adam/sgd/rmsprop, decoupled for adamw).",
-         default=_T.weight_decay),
+         default=f"0.1 with that adamw, else {_T.weight_decay}"),
     _opt("--momentum", type=float, help="Momentum for sgd and rmsprop.", default=_T.momentum),
     _opt("--clip-norm", type=float, help="Clip the global gradient norm (0 = off).", default=_T.clip_norm),
     _opt("--clip-value", type=float, help="Clip each gradient entry (0 = off).", default=_T.clip_value),

@@ -141,6 +141,30 @@ def test_explicit_cell_dropout_and_lr_win_inside_the_choice(corpus, tmp_path, mo
     assert saved["model"]["cell"] == autosize.CELL
 
 
+def test_weight_decay_only_where_the_data_repeats_most():
+    assert autosize.weight_decay_for(2, autosize.DROPOUT_EPOCHS + 0.5) == autosize.WEIGHT_DECAY > 0
+    assert autosize.weight_decay_for(2, autosize.DROPOUT_EPOCHS) == 0.0
+    assert autosize.weight_decay_for(1, 50.0) == 0.0
+    long = autosize.choose(TrainConfig(max_time=3600.0), cell="gru", embed=64, vocab=65, train_chars=1_000_000,
+                           measure=lambda *a: 40_000.0)
+    assert long.layers == 2 and long.epochs > autosize.DROPOUT_EPOCHS
+    assert long.train_options == {"lr": long.lr, "optimizer": "adamw", "weight_decay": autosize.WEIGHT_DECAY}
+    short = autosize.choose(TrainConfig(max_steps=10), cell="gru", embed=64, vocab=65, train_chars=1_000_000)
+    assert short.weight_decay == 0.0 and short.train_options == {"lr": short.lr}
+
+
+def test_explicit_optimizer_or_weight_decay_wins_both(corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(autosize, "weight_decay_for", lambda layers, epochs: 0.05)
+    cases = [({}, "adamw", 0.05), ({"optimizer": "sgd"}, "sgd", 0.0), ({"optimizer": "adam"}, "adam", 0.0),
+             ({"weight_decay": 0.0}, "adam", 0.0), ({"weight_decay": 0.2}, "adam", 0.2)]
+    for k, (flags, optimizer, decay) in enumerate(cases):
+        out = str(tmp_path / f"run{k}")
+        train([corpus], {**SMALL, **flags, "max_steps": 2, "out": out})
+        saved = config_json(out)
+        assert (saved["train"]["optimizer"], saved["train"]["weight_decay"]) == (optimizer, decay), flags
+        assert saved["autosize"]["weight_decay"] == 0.05  # what was chosen is recorded either way
+
+
 def test_time_budget_calibrates_once_and_counts_it(corpus, tmp_path, fixed_speed):
     out = str(tmp_path / "run")
     res = train([corpus], {**SMALL, "cell": "gru", "max_time": 30.0, "max_steps": 2, "out": out})
