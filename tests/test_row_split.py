@@ -88,13 +88,19 @@ def test_row_split_matches_the_reference_in_float64(cell, monkeypatch):
 def test_the_rule(monkeypatch):
     monkeypatch.setattr(recurrent, "width", lambda: 2)
     monkeypatch.setattr(recurrent, "l2_bytes", lambda: 2 << 20)
-    assert recurrent.row_split(64, 256, 4) == 2        # M lstm: W_hh 1 MB, half of a 2 MB L2
+    assert recurrent.row_split(64, 256, 4) == 2        # M lstm: W_hh 1 MB, half of a 2 MB L2 (Xeon)
+    assert recurrent.row_split(64, 352, 4) == 2        # 1.9 MB: still inside it
+    assert recurrent.row_split(64, 384, 4) == 1        # 2.25 MB: over
     assert recurrent.row_split(64, 512, 4) == 1        # L lstm: 4 MB stays on the unit split
     assert recurrent.row_split(15, 128, 4) == 1        # under 2 row tiles per thread
     assert recurrent.row_split(16, 128, 4) == 2
     assert recurrent.row_split(1, 128, 4) == 1         # B 1: `charlm eval --file`
     monkeypatch.setattr(recurrent, "l2_bytes", lambda: 512 << 10)
     assert recurrent.row_split(64, 256, 4) == 1        # a 512 KB L2 (Zen 3)
+    monkeypatch.setattr(recurrent, "l2_bytes", lambda: 1 << 20)
+    assert recurrent.row_split(64, 256, 4) == 2        # a 1 MB L2 (Zen 4): M lstm 1 MB, M gru 768 KB
+    assert recurrent.row_split(64, 256, 3) == 2
+    monkeypatch.setattr(recurrent, "l2_bytes", lambda: 512 << 10)
     assert recurrent.row_split(32, 128, 4) == 2
     monkeypatch.setattr(recurrent, "width", lambda: 1)
     assert recurrent.row_split(64, 128, 4) == 1

@@ -12,7 +12,7 @@ Speed design (threads and gate order: see ``recurrent``; the products: ``tile``)
 projection of all T steps is one GEMM written straight into ``gp`` (split over rows). The
 recurrence splits the hidden units: at each step thread k adds h_{t-1} W_hh[its units]^T into its
 gate columns (one GEMM with beta = 1, all B rows) and runs the fused, vectorizable gate loop for
-its units; one fork-join per step. (When W_hh fits in half an L2, the row split runs the same
+its units; one fork-join per step. (When W_hh fits in a core's L2, the row split runs the same
 calls with each thread's rows through all steps instead: ``recurrent.row_split``.) Backward, per
 step and unit chunk: dh_t[its units] = dz_{t+1} W_hh[:, its units], then the gate-gradient loop
 (which also sums the bias gradients of its columns); after the loop dW_ih, dW_hh and dx are window

@@ -12,7 +12,7 @@ weight block contiguous, the G gate rows of each chunk are stored together: the 
 w_ih, w_hh (and the biases) into that order once per window; the gate buffers of the cells use
 it throughout.
 
-Row split (``row_split``), when the whole W_hh fits in half of one core's L2 and B gives every
+Row split (``row_split``), when the whole W_hh fits in one core's L2 and B gives every
 thread two row tiles: thread r runs its B/nr rows through all T steps (the unit chunks in turn,
 same permutation and panels), with one fork-join per window instead of one per step; the
 backward likewise. The products keep their results bit for bit (each row's sums run in the same
@@ -28,7 +28,15 @@ Xeon (AVX-512), 2 threads, median of interleaved reps in one process, row / unit
         1.15-1.21x, M lstm 1.06-1.11x, M gru 1.04-1.21x, M rnn 1.04x; M lstm evaluation windows
         1.15-1.45x; L lstm (unit split both ways) 1.00x
     cold compile of a cell (lstm 2x12, CPU): 28.7-28.8 s against 25.4-27.7 s before the row split
-        (interleaved; a second loop nest instead of ``work`` cost 2-6 s)
+        (interleaved; a second loop nest instead of ``work`` cost 2-6 s); the backward's share of
+        that went with its bias sums' np.zeros moved to the caller (lstm_backward 3.7-4.2 s against
+        3.5-3.9 before the row split, on a Zen 4)
+
+The threshold was half an L2 at first (measured on the Xeon's 2 MB). On a quiet 2-core AMD EPYC
+Zen 4 (1 MB L2, 32 MB L3), whole steps with the row split forced against the unit split, median
+of 21 interleaved reps: M gru (W_hh 768 KB) 1.077x (0.99-1.37), M lstm (1 MB) 1.021x (0.95-1.21),
+M lstm evaluation windows 1.089x (15 reps, 1.04-1.45): W_hh up to the whole L2 pays, so the
+threshold is one L2.
 
 The older note that a batch split's B/nc-row GEMMs ran ~20% slower no longer holds with the
 tile's L1-sized K block: 64x256 @ 256x512 (the unit split's share at M) and 32x256 @ 256x1024
@@ -76,7 +84,7 @@ def split(H: int) -> int:
 
 # Row split (module docstring): W_hh at most this share of one core's L2; at least ROW_TILES
 # tiles of tile.MR rows per row chunk.
-L2_SHARE = 0.5
+L2_SHARE = 1.0
 ROW_TILES = 2
 
 

@@ -11,7 +11,7 @@ Speed design (threads: see ``recurrent``; with one gate the chunk order is PyTor
 nothing is permuted): the input projection of all T steps is one GEMM written straight into ``hs``
 (split over rows). The recurrence splits the hidden units: at each step thread k adds h_{t-1}
 W_hh[its units]^T into its columns of h_t (a GEMM with beta = 1, all B rows) and activates them in
-place; one fork-join per step. (When W_hh fits in half an L2, the row split runs the same calls
+place; one fork-join per step. (When W_hh fits in a core's L2, the row split runs the same calls
 with each thread's rows through all steps instead: ``recurrent.row_split``.) Backward needs only
 the activated outputs (tanh' = 1 - h^2, relu' = [h > 0]): per step and unit chunk dh_t = dz_{t+1}
 W_hh[:, its units], then dz_t (summing the bias gradients); dW_ih, dW_hh and dx are window GEMMs.
