@@ -1,6 +1,7 @@
-"""The recurrent loops' row split (``recurrent.row_split``): each thread runs its rows through all T
-steps. It must give the unit split's results bit for bit (the bias gradients to rounding: they are
-summed per row chunk first), on any thread count, and match the numpy reference."""
+"""The recurrent loops' row split (``recurrent.row_split``): the threads take row chunks in turn and
+run each one's rows through all T steps. It must give the unit split's results bit for bit (the
+bias gradients to rounding: they are summed per row chunk first), on any thread count, and match
+the numpy reference."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def test_row_split_matches_the_unit_split(cell, threads, monkeypatch):
     p, up = make(5, 19, 6, 10, mod.G, np.float32, with_c)
     try:
         want = run(mod, p, up, 1, monkeypatch, with_c)
-        for nr in (2, 3):  # 19 rows: chunks of 9/10 and 6/6/7, each with a one-row edge
+        for nr in (2, 3, 5):  # 19 rows: chunks of 9/10, 6/6/7 and 3-4, each with a one-row edge; more
+            # chunks than threads: the threads take them in turn
             got = run(mod, p, up, nr, monkeypatch, with_c)
             np.testing.assert_array_equal(got["hs"], want["hs"])
             for k in EXACT:
@@ -88,20 +90,22 @@ def test_row_split_matches_the_reference_in_float64(cell, monkeypatch):
 def test_the_rule(monkeypatch):
     monkeypatch.setattr(recurrent, "width", lambda: 2)
     monkeypatch.setattr(recurrent, "l2_bytes", lambda: 2 << 20)
-    assert recurrent.row_split(64, 256, 4) == 2        # M lstm: W_hh 1 MB, half of a 2 MB L2 (Xeon)
-    assert recurrent.row_split(64, 352, 4) == 2        # 1.9 MB: still inside it
+    assert recurrent.row_split(64, 256, 4) == 8        # M lstm: W_hh 1 MB, half of a 2 MB L2 (Xeon); 4 chunks a thread
+    assert recurrent.row_split(64, 352, 4) == 8        # 1.9 MB: still inside it
     assert recurrent.row_split(64, 384, 4) == 1        # 2.25 MB: over
     assert recurrent.row_split(64, 512, 4) == 1        # L lstm: 4 MB stays on the unit split
     assert recurrent.row_split(15, 128, 4) == 1        # under 2 row tiles per thread
-    assert recurrent.row_split(16, 128, 4) == 2
+    assert recurrent.row_split(16, 128, 4) == 2        # one chunk of 2 row tiles a thread
+    assert recurrent.row_split(24, 128, 4) == 3        # chunks of at least 2 row tiles
+    assert recurrent.row_split(256, 128, 4) == 8       # at most 4 a thread
     assert recurrent.row_split(1, 128, 4) == 1         # B 1: `charlm eval --file`
     monkeypatch.setattr(recurrent, "l2_bytes", lambda: 512 << 10)
     assert recurrent.row_split(64, 256, 4) == 1        # a 512 KB L2 (Zen 3)
     monkeypatch.setattr(recurrent, "l2_bytes", lambda: 1 << 20)
-    assert recurrent.row_split(64, 256, 4) == 2        # a 1 MB L2 (Zen 4): M lstm 1 MB, M gru 768 KB
-    assert recurrent.row_split(64, 256, 3) == 2
+    assert recurrent.row_split(64, 256, 4) == 8        # a 1 MB L2 (Zen 4): M lstm 1 MB, M gru 768 KB
+    assert recurrent.row_split(64, 256, 3) == 8
     monkeypatch.setattr(recurrent, "l2_bytes", lambda: 512 << 10)
-    assert recurrent.row_split(32, 128, 4) == 2
+    assert recurrent.row_split(32, 128, 4) == 4        # S lstm
     monkeypatch.setattr(recurrent, "width", lambda: 1)
     assert recurrent.row_split(64, 128, 4) == 1
 

@@ -14,8 +14,9 @@ Speed design (threads and gate order: see ``recurrent``): the input projection o
 one GEMM written straight into ``gp`` (split over rows). The recurrence splits the hidden units:
 at each step thread k computes h_{t-1} W_hh[its units]^T into its columns of ``hw`` (one GEMM, all
 B rows) and runs the fused, vectorizable gate loop for its units; one fork-join per step. (When
-W_hh fits in a core's L2, the row split runs the same calls with each thread's rows through all
-steps instead: ``recurrent.row_split``.) Backward, per step and unit chunk: dh_t[its units] = z *
+W_hh fits in a core's L2, the row split runs the same calls with row chunks, which the threads
+take in turn, through all steps instead: ``recurrent.row_split``.) Backward, per step and unit
+chunk: dh_t[its units] = z *
 dh_{t+1} (left there by the gate loop) + dgh_{t+1} W_hh[:, its units] (a GEMM with beta = 1), then
 the gate-gradient loop (which also sums the bias gradients of its columns); after the loop dW_ih,
 dW_hh and dx are window GEMMs. ``h`` holds T+1 rows with row 0 = h0, so the previous state of
@@ -53,7 +54,9 @@ from .recurrent import (
     packed,
     permute_rows,
     row_split,
+    schedule,
     split,
+    take,
     work,
 )
 from .threads import by_workspace, governed, width
@@ -146,21 +149,24 @@ def gru_forward(
     hstride,  # Packed.strides[0]
     bp,  # (3H,) permuted bias (see _fwd_units)
     b_hh,  # (3H,)
-    split,  # (nc, nr): unit chunks, row chunks (nr > 1: the row split, see ``recurrent``)
+    split,  # recurrent.schedule(nc, nr, T): unit chunks, row chunks (nr > 1: the row split), workers, turns
 ):
     T, B, H3 = gp.shape
     H = H3 // 3
-    nc, nr = split
+    nc = split[0]
     for b in range(B):  # copy first: h0 may alias h[T] (carried state)
         for j in range(H):
             h[0, b, j] = h0[b, j]
-    steps, parts = loops(split, T)
+    steps, parts, workers = loops(split, T)
     for s in range(steps):  # unit split: a fork-join per step; row split: one for the window
-        for q in prange(parts):
-            ts, ks, rs, _ = work(split, s, q, T, B)
-            for t in range(ts[0], ts[1]):
-                for k in range(ks[0], ks[1]):
-                    _fwd_units(h, gp, hn, hw, hh, k * hstride, (bp, b_hh), t, (k * H // nc, (k + 1) * H // nc), rs)
+        for _p in prange(workers):  # each worker takes parts until none is left
+            q = take(split, s)
+            while q < parts:
+                ts, ks, rs, _ = work(split, s, q, T, B)
+                for t in range(ts[0], ts[1]):
+                    for k in range(ks[0], ks[1]):
+                        _fwd_units(h, gp, hn, hw, hh, k * hstride, (bp, b_hh), t, (k * H // nc, (k + 1) * H // nc), rs)
+                q = take(split, s)
 
 
 @kernel
@@ -227,24 +233,27 @@ def gru_backward(
     dhp,  # (Packed.dh: per chunk, panels of W_hh's columns for its units, Packed.strides[1])
     dhs,  # (T, B, H) dLoss/dh_t from above
     dhT,  # (B, H) dLoss/dh_{T-1} from the future
-    split,  # (nc, nr) as in the forward
+    split,  # recurrent.schedule(nc, nr, T) as in the forward
 ):
     dgi, dgh = dg
     dhp, dstride = dhp
-    nc, nr = split
+    nc = split[0]
     T, B, H3 = gp.shape
     H = H3 // 3
     for b in range(B):
         for j in range(H):
             dh[b, j] = dhT[b, j]
-    steps, parts = loops(split, T)
+    steps, parts, workers = loops(split, T)
     for s in range(steps - 1, -1, -1):
-        for q in prange(parts):
-            ts, ks, rs, r = work(split, s, q, T, B)
-            for t in range(ts[1] - 1, ts[0] - 1, -1):
-                for k in range(ks[0], ks[1]):
-                    _bwd_units(dg, gp, part[r], dh, h, hn, dhp[k * dstride:], dhs, t,
-                               (k * H // nc, (k + 1) * H // nc), rs)
+        for _p in prange(workers):  # each worker takes parts until none is left
+            q = take(split, s)
+            while q < parts:
+                ts, ks, rs, r = work(split, s, q, T, B)
+                for t in range(ts[1] - 1, ts[0] - 1, -1):
+                    for k in range(ks[0], ks[1]):
+                        _bwd_units(dg, gp, part[r], dh, h, hn, dhp[k * dstride:], dhs, t,
+                                   (k * H // nc, (k + 1) * H // nc), rs)
+                q = take(split, s)
     for k in range(nc):  # dh0 = z * dh_0 + dgh_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H3), (dgh, 0, H3), (dhp, k * dstride), 1, (dh, u0, H))
@@ -270,7 +279,8 @@ def forward(ws, x, state0, w):
     pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.wp_ih, ws.wp_hh, G, nc)
     input_projection(ws.gp, x, pk, width())
     ws.nr[0] = row_split(h0.shape[0], H, G, ws.gp.itemsize)
-    gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0], w.b_hh, (nc, int(ws.nr[0])))
+    gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0], w.b_hh,
+                schedule(nc, int(ws.nr[0]), ws.gp.shape[0]))
 
 
 @governed(by_workspace)
@@ -289,7 +299,7 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     H = ws.dh.shape[1]
     part = np.zeros((nr,) + ws.dbs.shape, ws.dbs.dtype)  # (nr, 2, 3H)
     gru_backward(dstate0.h, (ws.dgi, ws.dgh), ws.gp, part, ws.dh, ws.h, ws.hn, (pk.dh, int(pk.strides[1])), dhs,
-                 dstateT.h, (nc, nr))
+                 dstateT.h, schedule(nc, nr, dhs.shape[0]))
     np.sum(part, axis=0, out=ws.dbs)  # the row chunks' sums in order
     for k in range(nc):  # the r and z parts of the two sides are the same gradients
         u0, u1 = k * H // nc, (k + 1) * H // nc

@@ -13,7 +13,8 @@ projection of all T steps is one GEMM written straight into ``gp`` (split over r
 recurrence splits the hidden units: at each step thread k adds h_{t-1} W_hh[its units]^T into its
 gate columns (one GEMM with beta = 1, all B rows) and runs the fused, vectorizable gate loop for
 its units; one fork-join per step. (When W_hh fits in a core's L2, the row split runs the same
-calls with each thread's rows through all steps instead: ``recurrent.row_split``.) Backward, per
+calls with row chunks, which the threads take in turn, through all steps instead:
+``recurrent.row_split``.) Backward, per
 step and unit chunk: dh_t[its units] = dz_{t+1} W_hh[:, its units], then the gate-gradient loop
 (which also sums the bias gradients of its columns); after the loop dW_ih, dW_hh and dx are window
 GEMMs. ``h``/``c`` hold T+1 rows with row 0 = h0/c0, so the previous state of every step is the
@@ -49,7 +50,9 @@ from .recurrent import (
     packed,
     permute_rows,
     row_split,
+    schedule,
     split,
+    take,
     work,
 )
 from .threads import by_workspace, governed, width
@@ -157,22 +160,25 @@ def lstm_forward(
     hh,  # Packed.hh: per chunk, panels of its W_hh rows transposed
     hstride,  # Packed.strides[0]
     bp,  # (4H,) permuted b_ih + b_hh
-    split,  # (nc, nr): unit chunks, row chunks (nr > 1: the row split, see ``recurrent``)
+    split,  # recurrent.schedule(nc, nr, T): unit chunks, row chunks (nr > 1: the row split), workers, turns
 ):
     T, B, H4 = gp.shape
     H = H4 // 4
-    nc, nr = split
+    nc = split[0]
     for b in range(B):  # copy first: h0/c0 may alias h[T]/c[T] (carried state)
         for j in range(H):
             h[0, b, j] = h0[b, j]
             c[0, b, j] = c0[b, j]
-    steps, parts = loops(split, T)
+    steps, parts, workers = loops(split, T)
     for s in range(steps):  # unit split: a fork-join per step; row split: one for the window
-        for q in prange(parts):
-            ts, ks, rs, _ = work(split, s, q, T, B)
-            for t in range(ts[0], ts[1]):
-                for k in range(ks[0], ks[1]):
-                    _fwd_units(h, c, gp, hh, k * hstride, bp, t, (k * H // nc, (k + 1) * H // nc), rs)
+        for _p in prange(workers):  # each worker takes parts until none is left
+            q = take(split, s)
+            while q < parts:
+                ts, ks, rs, _ = work(split, s, q, T, B)
+                for t in range(ts[0], ts[1]):
+                    for k in range(ks[0], ks[1]):
+                        _fwd_units(h, c, gp, hh, k * hstride, bp, t, (k * H // nc, (k + 1) * H // nc), rs)
+                q = take(split, s)
 
 
 @kernel
@@ -234,31 +240,34 @@ def lstm_backward(
     dhp,  # (Packed.dh: per chunk, panels of W_hh's columns for its units, Packed.strides[1])
     dhs,  # (T, B, H) dLoss/dh_t from above
     dstateT,  # dhT, dcT (B, H): dLoss/d(h, c)_{T-1} from the future
-    split,  # (nc, nr) as in the forward
+    split,  # recurrent.schedule(nc, nr, T) as in the forward
 ):
     dh0, dc0 = dstate0
     dhT, dcT = dstateT
     dhp, dstride = dhp
-    nc, nr = split
+    nc = split[0]
     T, B, H4 = gp.shape
     H = H4 // 4
     for b in range(B):
         for j in range(H):
             dh[b, j] = dhT[b, j]
             dc[b, j] = dcT[b, j]
-    steps, parts = loops(split, T)
+    steps, parts, workers = loops(split, T)
     for s in range(steps - 1, -1, -1):
-        for q in prange(parts):
-            ts, ks, rs, r = work(split, s, q, T, B)
-            b0, b1 = rs
-            for t in range(ts[1] - 1, ts[0] - 1, -1):
-                for k in range(ks[0], ks[1]):
-                    u0 = k * H // nc
-                    u1 = (k + 1) * H // nc
-                    if t < T - 1:  # dh_t = dz_{t+1} W_hh for these units (dz_{t+1} of every chunk is ready)
-                        tile.gemm_packed(False, (b1 - b0, u1 - u0, H4), (dgp, ((t + 1) * B + b0) * H4, H4),
-                                         (dhp, k * dstride), 0, (dh, b0 * H + u0, H))
-                    _bwd_gates(dgp, part[r], dh, dc, c, gp, dhs, t, (u0, u1), rs)
+        for _p in prange(workers):  # each worker takes parts until none is left
+            q = take(split, s)
+            while q < parts:
+                ts, ks, rs, r = work(split, s, q, T, B)
+                b0, b1 = rs
+                for t in range(ts[1] - 1, ts[0] - 1, -1):
+                    for k in range(ks[0], ks[1]):
+                        u0 = k * H // nc
+                        u1 = (k + 1) * H // nc
+                        if t < T - 1:  # dh_t = dz_{t+1} W_hh for these units (dz_{t+1} of every chunk is ready)
+                            tile.gemm_packed(False, (b1 - b0, u1 - u0, H4), (dgp, ((t + 1) * B + b0) * H4, H4),
+                                             (dhp, k * dstride), 0, (dh, b0 * H + u0, H))
+                        _bwd_gates(dgp, part[r], dh, dc, c, gp, dhs, t, (u0, u1), rs)
+                q = take(split, s)
     for k in range(nc):  # dh0 = dz_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H4), (dgp, 0, H4), (dhp, k * dstride), 0, (dh0, u0, H))
@@ -281,7 +290,8 @@ def forward(ws, x, state0, w):
     pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.wp_ih, ws.wp_hh, G, nc)
     input_projection(ws.gp, x, pk, width())
     ws.nr[0] = row_split(state0.h.shape[0], H, G, ws.gp.itemsize)
-    lstm_forward(ws.h, ws.c, ws.gp, state0.h, state0.c, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0], (nc, int(ws.nr[0])))
+    lstm_forward(ws.h, ws.c, ws.gp, state0.h, state0.c, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0],
+                 schedule(nc, int(ws.nr[0]), ws.gp.shape[0]))
 
 
 @governed(by_workspace)
@@ -299,7 +309,7 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     nr = int(ws.nr[0])
     part = np.zeros((nr, ws.dbs.shape[1]), ws.dbs.dtype)  # (nr, 4H)
     lstm_backward((dstate0.h, dstate0.c), ws.dgp, part, ws.dh, ws.dc, ws.c, ws.gp, (pk.dh, int(pk.strides[1])), dhs,
-                  (dstateT.h, dstateT.c), (nc, nr))
+                  (dstateT.h, dstateT.c), schedule(nc, nr, dhs.shape[0]))
     np.sum(part, axis=0, out=ws.dbs[0])  # the row chunks' sums in order
     ws.dbs[1] = ws.dbs[0]
     backward_weights(g, dx, ws.dwp_ih, ws.dwp_hh, (ws.dgp, ws.dgp), ws.dbs, x, ws.h, pk, G, nc)

@@ -13,11 +13,22 @@ w_ih, w_hh (and the biases) into that order once per window; the gate buffers of
 it throughout.
 
 Row split (``row_split``), when the whole W_hh fits in one core's L2 and B gives every
-thread two row tiles: thread r runs its B/nr rows through all T steps (the unit chunks in turn,
-same permutation and panels), with one fork-join per window instead of one per step; the
-backward likewise. The products keep their results bit for bit (each row's sums run in the same
-order); only the bias-gradient sums are added per row chunk first (nr is the ceiling of the
-thread count, so they do not depend on the count the governor picks). Measured on a quiet 2-core
+thread two row tiles: the rows are cut into nr chunks (up to ``ROW_CHUNKS`` per thread, each at
+least ``ROW_TILES`` row tiles), and each thread takes chunks in turn (``take``: an atomic counter)
+and runs a chunk's rows through all T steps (the unit chunks in turn, same permutation and
+panels), with one fork-join per window instead of one per step; the backward likewise. The
+products keep their results bit for bit (each row's sums run in the same order); only the
+bias-gradient sums are added per row chunk first (nr follows from B and the ceiling of the thread
+count, and which thread takes a chunk changes nothing, so they do not depend on the count the
+governor picks or on the scheduler). Taking chunks in turn is for a busy machine: beside another
+process one of our threads shares its core, and with one chunk per thread the window ended when
+that thread's half did, as late as on one thread. On a 2-core AMD EPYC Zen 4 beside one busy
+process (bench_train workers alternating, 11 reps, M lstm training, ratio to charlm pinned to 1
+thread): 8 chunks 1.017 and 1.028, 4 chunks 0.995, 2 chunks taken in turn 0.993, 2 fixed chunks
+(before) 0.990 and 0.988; the LSTM forward loop alone 33.7 ms with 8 chunks against 39.5 ms with
+2 and 39.2 ms on one thread. Quiet, 8 chunks against 2: M lstm training 0.991 and 1.030, S 0.985,
+M gru 0.991, M lstm evaluation 1.033 (noise); cold compile unchanged (lstm_backward 3.32-3.43 s
+against 3.34-3.81, lstm_forward 2.88-3.01 against 2.92-3.02). Measured at first on a quiet 2-core
 Xeon (AVX-512), 2 threads, median of interleaved reps in one process, row / unit split:
 
     LSTM forward loop alone (a prototype of this loop in one script; "one thread" below is
@@ -70,7 +81,9 @@ import os
 from typing import NamedTuple
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from . import fold, tile
 from .jit import kernel
@@ -82,10 +95,11 @@ def split(H: int) -> int:
     return max(1, min(width(), H))
 
 
-# Row split (module docstring): W_hh at most this share of one core's L2; at least ROW_TILES
-# tiles of tile.MR rows per row chunk.
+# Row split (module docstring): W_hh at most this share of one core's L2; chunks of at least
+# ROW_TILES row tiles, at most ROW_CHUNKS per thread.
 L2_SHARE = 1.0
 ROW_TILES = 2
+ROW_CHUNKS = 4
 
 
 @functools.cache
@@ -110,21 +124,51 @@ def l2_bytes() -> int:
 
 
 def row_split(B: int, H: int, G: int, itemsize: int = 4) -> int:
-    """Row chunks of the recurrent loops: width() (each thread runs its rows through all T steps,
-    one fork-join per window) when W_hh fits ``L2_SHARE`` of an L2 and B gives every chunk
-    ``ROW_TILES`` row tiles; else 1 (the unit split, one fork-join per step)."""
+    """Row chunks of the recurrent loops: up to ``ROW_CHUNKS`` per thread of width() (the threads
+    take the chunks in turn and run each one's rows through all T steps, one fork-join per window)
+    when W_hh fits ``L2_SHARE`` of an L2 and B gives every thread ``ROW_TILES`` row tiles; else 1
+    (the unit split, one fork-join per step). Chunks of at least ``ROW_TILES`` row tiles each."""
     nt = width()
-    if nt < 2 or B < ROW_TILES * tile.MR * nt or G * H * H * itemsize > L2_SHARE * l2_bytes():
+    tiles = ROW_TILES * tile.MR
+    if nt < 2 or B < tiles * nt or G * H * H * itemsize > L2_SHARE * l2_bytes():
         return 1
-    return nt
+    return max(nt, min(B // tiles, ROW_CHUNKS * nt))
+
+
+def schedule(nc: int, nr: int, T: int):
+    """The ``split`` a recurrent kernel takes: (nc unit chunks, nr row chunks, workers, turns).
+    Workers: width() (the ceiling, so which chunk a worker takes never changes a result); turns:
+    one counter per outer step from which the workers take their parts (``take``), zeroed here."""
+    return (nc, nr, width(), np.zeros(max(T, 1), np.int64))
 
 
 @kernel
 def loops(split, T):
-    """(outer steps, parallel parts) of a recurrent loop for split = (nc, nr): the unit split forks
-    and joins nc parts at each of T steps, the row split nr parts once."""
-    nc, nr = split
-    return (T, nc) if nr == 1 else (1, nr)
+    """(outer steps, parts, workers) of a recurrent loop for split = ``schedule(nc, nr, T)``: the
+    unit split forks and joins nc parts at each of T steps, the row split nr row chunks once; the
+    workers take parts in turn (``take``) until none is left."""
+    nc, nr, nw = split[0], split[1], split[2]
+    return (T, nc, min(nw, nc)) if nr == 1 else (1, nr, min(nw, nr))
+
+
+@intrinsic
+def _fetch_add(typingctx, counters, i):
+    """counters[i] += 1 atomically; returns the value before (LLVM ``atomicrmw add``)."""
+    sig = types.int64(counters, i)
+
+    def codegen(context, builder, signature, args):
+        aty = signature.args[0]
+        ary = context.make_array(aty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aty, ary, [args[1]])
+        return builder.atomic_rmw("add", ptr, context.get_constant(types.int64, 1), "monotonic")
+
+    return sig, codegen
+
+
+@kernel
+def take(split, s):
+    """The next part of outer step s for the worker that asks (parts past the last mean: done)."""
+    return _fetch_add(split[3], s)
 
 
 @kernel
@@ -132,7 +176,7 @@ def work(split, s, q, T, B):
     """What part q of outer step s runs: steps [t0, t1), unit chunks [k0, k1), rows [b0, b1), and
     its row chunk r (0 on the unit split). Both splits go through one parallel loop, so each kernel
     compiles one (a second one added 2-6 s of CPU to a cell's cold compile)."""
-    nc, nr = split
+    nc, nr = split[0], split[1]
     q = np.int64(q)
     s = np.int64(s)
     if nr > 1:

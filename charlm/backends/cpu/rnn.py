@@ -12,7 +12,8 @@ nothing is permuted): the input projection of all T steps is one GEMM written st
 (split over rows). The recurrence splits the hidden units: at each step thread k adds h_{t-1}
 W_hh[its units]^T into its columns of h_t (a GEMM with beta = 1, all B rows) and activates them in
 place; one fork-join per step. (When W_hh fits in a core's L2, the row split runs the same calls
-with each thread's rows through all steps instead: ``recurrent.row_split``.) Backward needs only
+with row chunks, which the threads take in turn, through all steps instead:
+``recurrent.row_split``.) Backward needs only
 the activated outputs (tanh' = 1 - h^2, relu' = [h > 0]): per step and unit chunk dh_t = dz_{t+1}
 W_hh[:, its units], then dz_t (summing the bias gradients); dW_ih, dW_hh and dx are window GEMMs.
 ``h`` holds T+1 rows with row 0 = h0, so every step's previous state is h[:T].
@@ -37,7 +38,18 @@ from .fold import Folded  # noqa: F401  (re-exported: the cell's folded-input ty
 from .fold import alloc as fold_alloc  # noqa: F401
 from .jit import kernel
 from .mathf import tanh_f
-from .recurrent import backward_weights, input_projection, loops, pack_weights, packed, row_split, split, work
+from .recurrent import (
+    backward_weights,
+    input_projection,
+    loops,
+    pack_weights,
+    packed,
+    row_split,
+    schedule,
+    split,
+    take,
+    work,
+)
 from .threads import by_workspace, governed, width
 
 FOLDS = True  # forward/backward accept a fold.Folded as x (the embedding folded in)
@@ -106,19 +118,22 @@ def rnn_forward(
     hstride,  # Packed.strides[0]
     bias,  # (H,) b_ih + b_hh
     relu,  # bool: relu instead of tanh
-    split,  # (nc, nr): unit chunks, row chunks (nr > 1: the row split, see ``recurrent``)
+    split,  # recurrent.schedule(nc, nr, T): unit chunks, row chunks (nr > 1: the row split), workers, turns
 ):
     T = h.shape[0] - 1
     B = h.shape[1]
     H = h.shape[2]
-    nc, nr = split
-    steps, parts = loops(split, T)
+    nc = split[0]
+    steps, parts, workers = loops(split, T)
     for s in range(steps):  # unit split: a fork-join per step; row split: one for the window
-        for q in prange(parts):
-            ts, ks, rs, _ = work(split, s, q, T, B)
-            for t in range(ts[0], ts[1]):
-                for k in range(ks[0], ks[1]):
-                    _fwd_units(h, hh, k * hstride, bias, relu, t, (k * H // nc, (k + 1) * H // nc), rs)
+        for _p in prange(workers):  # each worker takes parts until none is left
+            q = take(split, s)
+            while q < parts:
+                ts, ks, rs, _ = work(split, s, q, T, B)
+                for t in range(ts[0], ts[1]):
+                    for k in range(ks[0], ks[1]):
+                        _fwd_units(h, hh, k * hstride, bias, relu, t, (k * H // nc, (k + 1) * H // nc), rs)
+                q = take(split, s)
 
 
 @kernel
@@ -167,22 +182,25 @@ def rnn_backward(
     dhs,  # (T, B, H) dLoss/dh_t from above
     dhT,  # (B, H) dLoss/dh_{T-1} from the future
     relu,  # bool
-    split,  # (nc, nr) as in the forward
+    split,  # recurrent.schedule(nc, nr, T) as in the forward
 ):
     T, B, H = dz.shape
     dhp, dstride = dhp
-    nc, nr = split
+    nc = split[0]
     for b in range(B):
         for j in range(H):
             dh[b, j] = dhT[b, j]
-    steps, parts = loops(split, T)
+    steps, parts, workers = loops(split, T)
     for s in range(steps - 1, -1, -1):
-        for q in prange(parts):
-            ts, ks, rs, r = work(split, s, q, T, B)
-            for t in range(ts[1] - 1, ts[0] - 1, -1):
-                for k in range(ks[0], ks[1]):
-                    _bwd_units(dz, part[r], dh, h, (dhp, k * dstride), dhs, relu, t,
-                               (k * H // nc, (k + 1) * H // nc), rs)
+        for _p in prange(workers):  # each worker takes parts until none is left
+            q = take(split, s)
+            while q < parts:
+                ts, ks, rs, r = work(split, s, q, T, B)
+                for t in range(ts[1] - 1, ts[0] - 1, -1):
+                    for k in range(ks[0], ks[1]):
+                        _bwd_units(dz, part[r], dh, h, (dhp, k * dstride), dhs, relu, t,
+                                   (k * H // nc, (k + 1) * H // nc), rs)
+                q = take(split, s)
     for k in range(nc):  # dh0 = dz_0 W_hh
         u0 = k * H // nc
         tile.gemm_packed(False, (B, (k + 1) * H // nc - u0, H), (dz, 0, H), (dhp, k * dstride), 0, (dh0, u0, H))
@@ -202,7 +220,7 @@ def forward(ws, x, state0, w):
     pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.w_ih, ws.w_hh, G, nc)
     input_projection(ws.hs, x, pk, width())
     ws.nr[0] = row_split(h0.shape[0], h0.shape[1], G, ws.h.itemsize)
-    rnn_forward(ws.h, pk.hh, int(pk.strides[0]), ws.bias, ws.relu, (nc, int(ws.nr[0])))
+    rnn_forward(ws.h, pk.hh, int(pk.strides[0]), ws.bias, ws.relu, schedule(nc, int(ws.nr[0]), ws.h.shape[0] - 1))
 
 
 @governed(by_workspace)
@@ -220,7 +238,7 @@ def backward(ws, grads, dx, dstate0, x, dhs, dstateT):
     nr = int(ws.nr[0])
     part = np.zeros((nr, ws.dbs.shape[1]), ws.dbs.dtype)  # (nr, H)
     rnn_backward(dstate0.h, ws.dz, part, ws.dh, ws.h, (pk.dh, int(pk.strides[1])), dhs, dstateT.h, ws.relu,
-                 (nc, nr))
+                 schedule(nc, nr, dhs.shape[0]))
     np.sum(part, axis=0, out=ws.dbs[0])  # the row chunks' sums in order
     ws.dbs[1] = ws.dbs[0]
     backward_weights(g, dx, g.w_ih, g.w_hh, (ws.dz, ws.dz), ws.dbs, x, ws.h, pk, G, nc)
