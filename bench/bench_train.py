@@ -133,6 +133,10 @@ def charlm_eval_stepper(cell, L, H, B, T, threads):
     model = CharLM(ModelConfig(vocab_size=common.V, cell=cell, layers=L, hidden=H, embed=common.E), seed=0)
     data = common.windows(B, T, 16)
     box = {"state": model.init_state(B), "k": 0}
+    # As evaluate_ids and `charlm eval` do: one scope of unchanging weights around all the windows
+    # (the cells pack the weights once), held open for the worker's life (a long split).
+    box["scope"] = model.frozen()
+    box["scope"].__enter__()
 
     def step():
         x, y = data[box["k"] % len(data)]

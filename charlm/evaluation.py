@@ -5,9 +5,18 @@ two report the same number for the same model."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from . import distributed
+
+
+def _frozen(model):
+    """The model's scope of unchanging weights (``CharLM.frozen``: the cells pack them once for
+    all the windows), or none for a model that has no such scope."""
+    scope = getattr(model, "frozen", None)
+    return scope() if scope is not None else contextlib.nullcontext()
 
 
 def evaluate_pieces(model, ids: np.ndarray, n: int, batch_size: int, seq_len: int, *, world=None) -> float:
@@ -29,11 +38,12 @@ def evaluate_pieces(model, ids: np.ndarray, n: int, batch_size: int, seq_len: in
     x_all = np.stack([np.asarray(ids[s:s + length], dtype=np.int32) for s in starts], axis=1)  # (L, B)
     y_all = np.stack([np.asarray(ids[s + 1:s + 1 + length], dtype=np.int32) for s in starts], axis=1)
     state = model.init_state(len(starts))
-    for t in range(0, length, seq_len):
-        s, c, state = model.loss(np.ascontiguousarray(x_all[t:t + seq_len]),
-                                 np.ascontiguousarray(y_all[t:t + seq_len]), state)
-        total += s
-        count += c
+    with _frozen(model):
+        for t in range(0, length, seq_len):
+            s, c, state = model.loss(np.ascontiguousarray(x_all[t:t + seq_len]),
+                                     np.ascontiguousarray(y_all[t:t + seq_len]), state)
+            total += s
+            count += c
     if world.size > 1:
         total, count = world.allreduce(np.array([total, count], dtype=np.float64))
     return total / count
@@ -60,16 +70,17 @@ def evaluate_ids(model, ids: np.ndarray, batch_size: int, seq_len: int, *, world
     segments = [(hi - lo, per, lo * per)] if hi > lo else []
     if n - B * per > 0 and world.is_root:
         segments.append((1, n - B * per, B * per))
-    for b, length, start in segments:
-        x_all = np.asarray(ids[start:start + b * length], dtype=np.int32).reshape(b, length).T
-        y_all = np.asarray(ids[start + 1:start + 1 + b * length], dtype=np.int32).reshape(b, length).T
-        state = model.init_state(b)
-        for t in range(0, length, seq_len):
-            x = np.ascontiguousarray(x_all[t:t + seq_len])
-            y = np.ascontiguousarray(y_all[t:t + seq_len])
-            s, c, state = model.loss(x, y, state)
-            total += s
-            count += c
+    with _frozen(model):
+        for b, length, start in segments:
+            x_all = np.asarray(ids[start:start + b * length], dtype=np.int32).reshape(b, length).T
+            y_all = np.asarray(ids[start + 1:start + 1 + b * length], dtype=np.int32).reshape(b, length).T
+            state = model.init_state(b)
+            for t in range(0, length, seq_len):
+                x = np.ascontiguousarray(x_all[t:t + seq_len])
+                y = np.ascontiguousarray(y_all[t:t + seq_len])
+                s, c, state = model.loss(x, y, state)
+                total += s
+                count += c
     if world.size > 1:
         total, count = world.allreduce(np.array([total, count], dtype=np.float64))
     return total / count

@@ -239,12 +239,13 @@ class Model:
             return 0.0, 0
         state = self.model.init_state(1)
         total = 0.0
-        for s in range(0, n, WINDOW):
-            e = min(s + WINDOW, n)
-            x = np.ascontiguousarray(ids[s:e].reshape(-1, 1))            # (T, 1)
-            y = np.ascontiguousarray(ids[s + 1:e + 1].reshape(-1, 1))    # (T, 1)
-            loss, _, state = self.model.loss(x, y, state)
-            total += loss
+        with self.model.frozen():  # the weights are packed once for all the windows
+            for s in range(0, n, WINDOW):
+                e = min(s + WINDOW, n)
+                x = np.ascontiguousarray(ids[s:e].reshape(-1, 1))            # (T, 1)
+                y = np.ascontiguousarray(ids[s + 1:e + 1].reshape(-1, 1))    # (T, 1)
+                loss, _, state = self.model.loss(x, y, state)
+                total += loss
         return total, n
 
     def eval_streams(self, ids, batch_size: int, seq_len: int) -> dict:

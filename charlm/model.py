@@ -20,6 +20,7 @@ order from one generator.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -152,6 +153,13 @@ class CharLM:
         for layer in reversed(self.layers):  # truncated BPTT: no gradient from the next window
             dy = layer.backward(dy, batch)
         return s / n, final
+
+    def frozen(self):
+        """A scope (``with model.frozen():``) in which the caller changes no parameter, so the CPU
+        cells pack their weights once for all its windows instead of once per window (the evaluation
+        loops use it; ``backends.cpu.frozen``). Other backends: a scope that does nothing."""
+        scope = getattr(self.backend, "frozen", None)
+        return scope() if scope is not None else contextlib.nullcontext()
 
     def loss(self, x, y, state):
         """Evaluation over one window: (sum of nats, number of characters, final state). No dropout."""

@@ -103,5 +103,6 @@ def score(model, file, encoding, unknown, max_bytes):
 
     m = load(model)
     lines = read_text(file, encoding, max_bytes).splitlines()
-    for row in m.score_lines(lines, unknown=unknown):
-        click.echo(json.dumps(row, ensure_ascii=False))
+    with m.model.frozen():  # no weight changes while the lines are scored: the cells pack them once
+        for row in m.score_lines(lines, unknown=unknown):
+            click.echo(json.dumps(row, ensure_ascii=False))

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from .. import LazyCells, lazy_exports
+from .frozen import frozen  # noqa: F401  (a scope of unchanging weights: CharLM.frozen)
 
 name = "cpu"
 _configured = False

@@ -44,6 +44,7 @@ from numba import prange
 from . import tile
 from .fold import Folded  # noqa: F401  (re-exported: the cell's folded-input type)
 from .fold import alloc as fold_alloc  # noqa: F401
+from .frozen import packed_here
 from .jit import kernel
 from .mathf import sigmoid_f, tanh_f
 from .recurrent import (
@@ -83,7 +84,7 @@ class Workspace(NamedTuple):
     dh: np.ndarray  # (B, H) dLoss/dh carried backwards
     nc: np.ndarray  # (1,) int64: unit chunks of the last forward (its permutation)
     nr: np.ndarray  # (1,) int64: row chunks of the last forward's loops (``recurrent.row_split``)
-    pk: list  # [recurrent.Packed]: the weights packed for the tile GEMM (made by the first forward)
+    pk: list  # [recurrent.Packed, frozen scope]: the weights packed for the tile GEMM (``frozen``)
 
 
 def alloc(T, B, I, H, dtype=np.float32):
@@ -93,7 +94,7 @@ def alloc(T, B, I, H, dtype=np.float32):
     return Workspace(h=h, hs=h[1:], gp=z(T, B, G * H), hn=z(T, B, H), hw=z(B, G * H), dgi=z(T, B, G * H),
                      dgh=z(T, B, G * H), wp_ih=z(G * H, I), wp_hh=z(G * H, H), dwp_ih=z(G * H, I),
                      dwp_hh=z(G * H, H), bp=z(2, G * H, 1), dbs=z(2, G * H), dh=z(B, H), nc=np.ones(1, np.int64),
-                     nr=np.ones(1, np.int64), pk=[None])
+                     nr=np.ones(1, np.int64), pk=[None, None])
 
 
 @kernel
@@ -272,11 +273,13 @@ def forward(ws, x, state0, w):
     b0 = ws.bp[0, :, 0]  # (3H,)
     np.add(w.b_ih[:2 * H], w.b_hh[:2 * H], out=b0[:2 * H])
     b0[2 * H:] = w.b_ih[2 * H:]
-    permute_rows(ws.wp_ih, w.w_ih, G, nc)
-    permute_rows(ws.wp_hh, w.w_hh, G, nc)
     permute_rows(ws.bp[1], ws.bp[0], G, nc)
-    pk = packed(ws.pk, nc, G, w.w_ih.shape[1], H, ws.gp.dtype)
-    pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.wp_ih, ws.wp_hh, G, nc)
+    if not packed_here(ws.pk, nc):  # inside frozen() once per scope, else every window
+        permute_rows(ws.wp_ih, w.w_ih, G, nc)
+        permute_rows(ws.wp_hh, w.w_hh, G, nc)
+        pk = packed(ws.pk, nc, G, w.w_ih.shape[1], H, ws.gp.dtype)
+        pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.wp_ih, ws.wp_hh, G, nc)
+    pk = ws.pk[0]
     input_projection(ws.gp, x, pk, width())
     ws.nr[0] = row_split(h0.shape[0], H, G, ws.gp.itemsize)
     gru_forward(ws.h, ws.gp, ws.hn, ws.hw, h0, pk.hh, int(pk.strides[0]), ws.bp[1, :, 0], w.b_hh,

@@ -36,6 +36,7 @@ from numba import prange
 from . import tile
 from .fold import Folded  # noqa: F401  (re-exported: the cell's folded-input type)
 from .fold import alloc as fold_alloc  # noqa: F401
+from .frozen import packed_here
 from .jit import kernel
 from .mathf import tanh_f
 from .recurrent import (
@@ -70,7 +71,7 @@ class Workspace(NamedTuple):
     w_ih: np.ndarray  # (H, I) copy of the forward's w_ih (backward reads it)
     w_hh: np.ndarray  # (H, H) copy of the forward's w_hh
     relu: bool  # activation: relu (True) or tanh (False)
-    pk: list  # [recurrent.Packed]: the weights packed for the tile GEMM (made by the first forward)
+    pk: list  # [recurrent.Packed, frozen scope]: the weights packed for the tile GEMM (``frozen``)
 
 
 def alloc(T, B, I, H, dtype=np.float32, relu=False):
@@ -79,7 +80,7 @@ def alloc(T, B, I, H, dtype=np.float32, relu=False):
     return Workspace(h=h, hs=h[1:], dz=np.zeros((T, B, H), dtype), dh=np.zeros((B, H), dtype),
                      bias=np.zeros(H, dtype), dbs=np.zeros((2, H), dtype), nc=np.ones(1, np.int64),
                      nr=np.ones(1, np.int64), w_ih=np.zeros((H, I), dtype), w_hh=np.zeros((H, H), dtype),
-                     relu=bool(relu), pk=[None])
+                     relu=bool(relu), pk=[None, None])
 
 
 @kernel
@@ -213,11 +214,13 @@ def forward(ws, x, state0, w):
     nc = split(h0.shape[1])
     ws.nc[0] = nc
     np.add(w.b_ih, w.b_hh, out=ws.bias)
-    np.copyto(ws.w_ih, w.w_ih)
-    np.copyto(ws.w_hh, w.w_hh)
     np.copyto(ws.h[0], h0)  # first: h0 may alias h[T] (carried state), which the projection overwrites
-    pk = packed(ws.pk, nc, G, w.w_ih.shape[1], h0.shape[1], ws.h.dtype)
-    pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.w_ih, ws.w_hh, G, nc)
+    if not packed_here(ws.pk, nc):  # inside frozen() once per scope, else every window
+        np.copyto(ws.w_ih, w.w_ih)
+        np.copyto(ws.w_hh, w.w_hh)
+        pk = packed(ws.pk, nc, G, w.w_ih.shape[1], h0.shape[1], ws.h.dtype)
+        pack_weights(pk.ih, pk.dx, pk.hh, pk.dh, pk.strides, ws.w_ih, ws.w_hh, G, nc)
+    pk = ws.pk[0]
     input_projection(ws.hs, x, pk, width())
     ws.nr[0] = row_split(h0.shape[0], h0.shape[1], G, ws.h.itemsize)
     rnn_forward(ws.h, pk.hh, int(pk.strides[0]), ws.bias, ws.relu, schedule(nc, int(ws.nr[0]), ws.h.shape[0] - 1))
