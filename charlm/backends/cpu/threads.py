@@ -14,18 +14,30 @@ short spin, 400 with passive waiting and 512 with 1 thread. Two measures:
    Inside a kernel the gaps between steps are microseconds, so a quiet machine still never sleeps.
 2. Measure and choose, per call site: ``governed(site)`` times each call of a site (kernel and
    shape) with the thread count it chose, and uses the count whose recent calls were fastest
-   (median of the last ``KEEP``). Candidates are the ceiling (Numba's thread count when the site is
+   (mean of the last ``KEEP``: see below). Candidates are the ceiling (Numba's thread count when the site is
    entered: every core, or ``--threads``) and 1. The first call of a site is not counted
    (compilation, thread start-up). The other candidate is re-tried after ``PROBE * ratio``
    calls (ratio = how much slower it was; the interval doubles after each try that confirms the
    choice, up to ``MAX_INTERVAL``), and at least every ``PROBE_SECONDS`` when
    that costs under 1/20 of the time, so a machine that quiets down gets its threads back. The
    tries cost about 1/PROBE of the time at first, then less. A try that comes in faster than the
-   current choice's median is repeated at once (up to ``KEEP`` in a row): on a virtual machine whose
+   current choice's mean is repeated at once (up to ``KEEP`` in a row): on a virtual machine whose
    host steals time slices, one slow sample used to keep a site on the wrong count until the next
    try (seen: `charlm eval`-like B 64 windows of M lstm on a quiet 2-core Xeon, layer 0 stuck on 1
    thread at 54-72 ms a window against 28-38 ms on 2, for 8 reps of 0.5 s: 32-49k chars/s against
    63-80k).
+
+   Mean, not median (until 2026-12, median of 3): beside a busy process the all-threads time of
+   a call is heavy-tailed. Logged on a 2-core Zen 4, M lstm `charlm eval --file` windows (B 1, 256
+   steps), layer 1 on 2 threads: 2.7-3.0 ms when both cores happen to be ours, 6.5-7 ms, and one
+   call in six 100-120 ms (a thread descheduled for a whole time slice at a join), against 5.7 ms
+   on 1 thread; the median (3 ms) kept the site on 2 threads, whose mean was ~23 ms. The mean is
+   the expected cost, which is what the choice is about; over 8 calls one stolen slice on a quiet
+   machine moves it less than a median of 3 would let it. In the same log each try of 2 threads
+   under load cost 120-170 ms, so PROBE went 16 -> 48 (the tries ~2 % of the time at first, not
+   ~6 %). bench --sections busy --reps 15, three alternating runs: eval1 0.97 / 0.96 / 1.01 of 1
+   thread (median of 3: 0.95 / 0.90 / 1.02), training 1.01 / 1.05 / 1.06 (1.04 / 1.07 / 1.02): within
+   the noise of the bench, steadier in a longer run (26k chars/s against 24k, 8 reps of 0.5 s in a row).
 
 Measured with bench/bench_train.py --sections busy,busy-old (2-core Zen 3, one busy process started
 by the bench on a machine already at load 8-15; median ratio to the same code pinned to 1 thread,
@@ -50,8 +62,8 @@ import numba
 
 from . import SPINCOUNT  # noqa: F401  (defined where configure() sets it, which must not import Numba)
 
-KEEP = 3
-PROBE = 16
+KEEP = 8
+PROBE = 48
 MAX_INTERVAL = 4096
 PROBE_SECONDS = 20.0
 MAX_SITES = 256
@@ -92,9 +104,9 @@ class Site:
         self.last_probe = time.monotonic()
         self.again = 0             # tries of the other candidate to make at once (a try that came in faster)
 
-    def _median(self, n):
-        t = sorted(self.times[n])
-        return t[len(t) // 2] if t else None
+    def _mean(self, n):
+        t = self.times[n]
+        return sum(t) / len(t) if t else None
 
     def choose(self) -> int:
         """The thread count for the next call."""
@@ -107,7 +119,7 @@ class Site:
         alt = other[0]
         if self.again:
             return alt
-        cur, alt_t = self._median(self.current), self._median(alt)
+        cur, alt_t = self._mean(self.current), self._mean(alt)
         ratio = alt_t / cur if cur > 0 else 1.0
         due = self.calls >= self.interval * max(1.0, ratio)
         stale = time.monotonic() - self.last_probe > PROBE_SECONDS and alt_t < PROBE_SECONDS / 20
@@ -123,7 +135,7 @@ class Site:
         if n != self.current:
             self.last_probe = time.monotonic()
             self.calls = 0
-            cur = self._median(self.current)
+            cur = self._mean(self.current)
             # faster than the current choice: try again at once (up to KEEP in a row), so one slow
             # sample (a stolen time slice) does not keep the site on the wrong count for long
             self.again = (self.again - 1 if self.again else KEEP - 1) if cur is not None and seconds < cur else 0
@@ -132,7 +144,7 @@ class Site:
         measured = [m for m in self.times if self.times[m]]
         if len(measured) < len(self.times):
             return
-        best = min(measured, key=self._median)
+        best = min(measured, key=self._mean)
         if best != self.current:
             self.current, self.interval, self.again = best, PROBE, 0
         elif n != self.current:    # a try that confirmed the choice: try less often
